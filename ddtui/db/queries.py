@@ -107,8 +107,8 @@ def _where(q: HistoryQuery) -> tuple[list[str], list[Any]]:
     if q.favorite:
         clauses.append("g.favorite = 1")
     if q.date_from or q.date_to:
-        lo = _sql_time(q.date_from) if q.date_from else ""
-        hi = _sql_time(q.date_to) if q.date_to else "9999"
+        lo = _sql_time(q.date_from) if q.date_from else "0001-01-01 00:00:00"
+        hi = _sql_time(q.date_to) if q.date_to else "9999-12-31 23:59:59"  # text, never numeric
         clauses.append("g.created >= ? AND g.created < ?")
         args += [lo, hi]
         # Exact id bounds from the covering (created, id) index let the newest-first scan start in the range.

@@ -130,8 +130,8 @@ def upgrade(path: Path) -> int | None:
     """Run pending migrations in one transaction each; return the version found before (None: new file)."""
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
-        _pragmas(conn)
         try:
+            _pragmas(conn)
             found = read_version(conn)
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"{path}: not a readable SQLite database ({exc})") from exc
