@@ -58,6 +58,7 @@ def define_entities(db: Database) -> None:
         content_hash = Optional(str)  # sha256 of the file bytes: recognises the same image imported twice
         source = Required(str, default="ddtui")  # which tool made it (imports: a1111, comfyui, ...)
         tagged_at = Optional(datetime)
+        tags_edited = Required(bool, default=False)  # a user edited the tags: the LLM never overwrites them
         tags = Set("GenerationTag")
         jobs = Set("Job")
 

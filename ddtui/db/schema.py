@@ -86,8 +86,10 @@ VERSION_SQL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NU
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """v2 adds import de-duplication, the source tool, tag counts and the full-text index."""
+    """v2 adds import de-duplication, the source tool, user-edited tags, tag counts and the full-text index."""
     cols = {row[1] for row in conn.execute("PRAGMA table_info(generation)")}
+    if "tags_edited" not in cols:
+        conn.execute("ALTER TABLE generation ADD COLUMN tags_edited BOOLEAN NOT NULL DEFAULT 0")
     if "content_hash" not in cols:
         conn.execute("ALTER TABLE generation ADD COLUMN content_hash TEXT")
     if "source" not in cols:
