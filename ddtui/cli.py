@@ -117,6 +117,600 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- service
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .core.client import CoreClient, ServiceUnavailable, ensure_service, ping, service_pid
+
+    home, cfg = _context(args)
+    if args.stop:
+        if not asyncio.run(ping(home)):
+            print("No ddtui service is running for this home.")
+            return EXIT_OK
+
+        async def stop() -> None:
+            async with CoreClient(home) as client:
+                await client.request("stop_service")
+
+        asyncio.run(stop())
+        for _ in range(150):
+            if service_pid(home) is None:
+                break
+            import time
+
+            time.sleep(0.1)
+        print("The ddtui service stopped; queued jobs stay queued.")
+        return EXIT_OK
+    if args.status:
+        return _print_status(home, args.json)
+    if asyncio.run(ping(home)):
+        print(f"A ddtui service already runs for {home.root} (pid {service_pid(home)}).")
+        return EXIT_OK
+    if args.detach:
+        try:
+            asyncio.run(ensure_service(home))
+        except ServiceUnavailable as exc:
+            raise CLIError(str(exc), EXIT_UNAVAILABLE) from None
+        print(f"The ddtui service runs in the background (pid {service_pid(home)}); stop it with `ddtui serve --stop`.")
+        return EXIT_OK
+    from .core.server import serve
+
+    return serve(home, cfg)
+
+
+def _print_status(home: Home, as_json: bool) -> int:
+    import asyncio
+
+    from .core.client import CoreClient, ServiceUnavailable, ping
+
+    async def status() -> dict[str, Any]:
+        async with CoreClient(home) as client:
+            return await client.request("core_status")
+
+    if not asyncio.run(ping(home)):
+        if as_json:
+            out_json({"running": False})
+        else:
+            print("No ddtui service is running for this home.")
+        return EXIT_UNAVAILABLE
+    try:
+        st = asyncio.run(status())
+    except ServiceUnavailable as exc:
+        raise CLIError(str(exc), EXIT_UNAVAILABLE) from None
+    if as_json:
+        out_json({"running": True, **st})
+        return EXIT_OK
+    print(f"ddtui service pid {st['pid']}: {'paused' if st['paused'] else 'running'}, "
+          f"{st['queued']} queued, {len(st['running'])} running")
+    for w in st["workers"]:
+        print(f"  {w['name']:<12} {w['kind']:<4} {w['state']:<10} {w['backend'] or '-':<5} {w['device'] or '-'}"
+              f"  model={w['loaded_model'] or '-'}  restarts={w['restarts']}"
+              + (f"  ({w['last_error']})" if w["last_error"] else ""))
+    return EXIT_OK
+
+
+def _with_service(args: argparse.Namespace, body: Callable[..., Any]) -> Any:
+    """Run `body(client)` against the home's service, starting the service when none runs."""
+    import asyncio
+
+    from .core.client import CoreClient, RequestFailed, ServiceUnavailable, ensure_service
+
+    home, _ = _context(args)
+
+    async def run() -> Any:
+        await ensure_service(home)
+        async with CoreClient(home) as client:
+            return await body(client)
+
+    try:
+        return asyncio.run(run())
+    except RequestFailed as exc:
+        code = EXIT_USAGE if exc.reason in ("ParamError", "QueueError", "ValueError", "KeyError") else EXIT_FAILED
+        raise CLIError(str(exc), code) from None
+    except ServiceUnavailable as exc:
+        raise CLIError(str(exc), EXIT_UNAVAILABLE) from None
+
+
+# ---------------------------------------------------------------- generate / upscale
+
+def _progress_line(event: dict[str, Any]) -> str:
+    d = event.get("data", {})
+    fraction = float(d.get("fraction", 0.0))
+    bar = "#" * int(fraction * 24)
+    step = f"{d.get('step', 0)}/{d.get('steps', '?')}"
+    image = f"image {int(d.get('image', 0)) + 1}/{d.get('batch', 1)}"
+    elapsed = float(d.get("elapsed", 0.0))
+    left = ""
+    if 0.02 < fraction < 1:
+        left = f" ~{elapsed / fraction * (1 - fraction):.0f}s left"
+    return f"\r[{bar:<24}] {step:>7} {d.get('phase', ''):<9} {image}{left}   "
+
+
+async def _follow(client: Any, job_id: int, as_json: bool, quiet: bool = False) -> tuple[str, list[dict[str, Any]]]:
+    """Print a job's events until it ends; returns its final state and the images it made."""
+    images: list[dict[str, Any]] = []
+    tty = sys.stderr.isatty() and not as_json and not quiet
+    async for event, _buffers in client.iter_events():
+        if event.get("job_id") != str(job_id):
+            continue
+        kind, data = event["event"], event.get("data", {})
+        if kind == "progress" and tty:
+            sys.stderr.write(_progress_line(event))
+            sys.stderr.flush()
+        elif kind == "image":
+            images.append(data)
+            if as_json:
+                out_json({"event": "image", "job_id": job_id, **data})
+            elif not quiet:
+                if tty:
+                    sys.stderr.write("\r" + " " * 78 + "\r")
+                print(f"#{data['generation_id']}  {data['path']}  seed {data.get('seed', '')}")
+        elif kind == "token" and not as_json and not quiet:
+            sys.stdout.write(data.get("text", ""))
+            sys.stdout.flush()
+        elif kind in ("done", "failed", "cancelled"):
+            if tty:
+                sys.stderr.write("\r" + " " * 78 + "\r")
+            if as_json:
+                out_json({"event": kind, "job_id": job_id, **data})
+            elif kind == "failed":
+                print(f"ddtui: job {job_id} failed: {data.get('reason')}: {data.get('message')}", file=sys.stderr)
+            elif kind == "cancelled" and not quiet:
+                print(f"job {job_id} cancelled", file=sys.stderr)
+            return kind, images
+        elif kind == "retrying" and not quiet and not as_json:
+            print(f"\nattempt {data.get('attempts')} failed ({data.get('reason')}: {data.get('message')}); retrying",
+                  file=sys.stderr)
+    return "unknown", images
+
+
+def _generate_request(args: argparse.Namespace) -> dict[str, Any]:
+    from .core.params import ParamError, parse_size
+
+    req: dict[str, Any] = {"prompt": args.prompt, "batch": args.n}
+    for key, value in (("model", args.model), ("preset", args.preset), ("steps", args.steps), ("cfg", args.cfg),
+                       ("guidance", args.guidance), ("seed", args.seed), ("sampler", args.sampler),
+                       ("scheduler", args.scheduler), ("negative_prompt", args.negative),
+                       ("strength", args.strength), ("clip_skip", args.clip_skip)):
+        if value is not None:
+            req[key] = value
+    if args.size:
+        try:
+            req["width"], req["height"] = parse_size(args.size)
+        except ParamError as exc:
+            raise CLIError(str(exc)) from None
+    if args.init:
+        req["init_image"] = str(Path(args.init).expanduser().resolve())
+    if args.mask:
+        req["mask_image"] = str(Path(args.mask).expanduser().resolve())
+    if args.vae_tiling:
+        req["vae_tiling"] = True
+    if args.hires:
+        req["hires"] = {"enabled": True, "scale": args.hires_scale, "steps": args.hires_steps,
+                        "strength": args.hires_strength, "upscaler": args.hires_upscaler or ""}
+    if args.style:
+        req["prompt"], negative = _apply_styles(args, req["prompt"], req.get("negative_prompt", ""))
+        if negative:
+            req["negative_prompt"] = negative
+    return req
+
+
+def _apply_styles(args: argparse.Namespace, prompt: str, negative: str) -> tuple[str, str]:
+    from .core.styles import StyleError, apply_styles
+    from .db.schema import open_database
+
+    home, _ = _context(args)
+    db = open_database(home.db_file)
+    try:
+        return apply_styles(db, args.style, prompt, negative)
+    except StyleError as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        db.disconnect()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    request = _generate_request(args)
+
+    async def body(client: Any) -> int:
+        await client.subscribe()
+        job = await client.submit("generate", request, priority=args.priority)
+        if args.no_wait:
+            out_json({"job_id": job["id"], "state": job["state"]}) if args.json else print(f"queued job {job['id']}")
+            return EXIT_OK
+        if not args.json:
+            print(f"job {job['id']}: {request['batch']} image(s), seed {job['payload']['seed']}", file=sys.stderr)
+        state, _ = await _follow(client, job["id"], args.json)
+        return EXIT_OK if state == "done" else EXIT_FAILED
+
+    return _with_service(args, body)
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    gid = _generation_ref(args, args.image)
+
+    async def body(client: Any) -> int:
+        await client.subscribe()
+        job = await client.submit("upscale", {"generation_id": gid, "upscaler": args.model or ""})
+        state, _ = await _follow(client, job["id"], args.json)
+        return EXIT_OK if state == "done" else EXIT_FAILED
+
+    return _with_service(args, body)
+
+
+def _generation_ref(args: argparse.Namespace, ref: str) -> int:
+    """A history id, or a file path (imported first when it is not in the history yet)."""
+    if ref.isdigit():
+        return int(ref)
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise CLIError(f"{ref} is neither a history id nor an existing file")
+    from .core.importer import Importer
+    from .core.queue import JobQueue
+    from .core.recording import Recorder
+    from .db.schema import open_database
+
+    home, cfg = _context(args)
+    db = open_database(home.db_file)
+    try:
+        importer = Importer(Recorder(db, cfg.output_dir), JobQueue(db), home.thumbnails, auto_tag=False)
+        result = importer.import_file(path)
+    finally:
+        db.disconnect()
+    if result.generation_id is None:
+        raise CLIError(f"cannot use {ref}: {result.message}")
+    return result.generation_id
+
+
+# ---------------------------------------------------------------- history
+
+def _open_history(args: argparse.Namespace):  # noqa: ANN202 - (home, cfg, db)
+    from .db.schema import open_database
+
+    home, cfg = _context(args)
+    return home, cfg, open_database(home.db_file)
+
+
+def _parse_day(text: str | None, what: str):  # noqa: ANN202
+    from datetime import datetime
+
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise CLIError(f"{what} must be a date like 2026-11-25 or 2026-11-25T14:00, got {text!r}") from None
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .db.queries import HistoryQuery, QueryError, search_history
+
+    home, cfg, db = _open_history(args)
+    try:
+        if args.action == "search":
+            q = HistoryQuery(text=" ".join(args.text), tags=args.tag or [], model=args.model or "",
+                             min_rating=args.min_rating, favorite=args.favorite, kind=args.kind or "",
+                             date_from=_parse_day(args.since, "--since"), date_to=_parse_day(args.until, "--until"))
+            try:
+                page = search_history(db, q, limit=args.limit)
+            except QueryError as exc:
+                raise CLIError(str(exc)) from None
+            if args.json:
+                for item in page.items:
+                    out_json({**item.to_dict(), "file": str(cfg.output_dir / item.path)
+                              if not Path(item.path).is_absolute() else item.path})
+            else:
+                for item in page.items:
+                    stars = "*" * item.rating
+                    fav = "♥" if item.favorite else " "
+                    print(f"#{item.id:<6} {item.created:%Y-%m-%d %H:%M} {fav} {stars:<5} {item.kind:<8} "
+                          f"{item.width}x{item.height}  {_clip(item.prompt, 70)}")
+                if not page.items:
+                    print("Nothing matches.")
+            return EXIT_OK if page.items else EXIT_FAILED
+        if args.action == "show":
+            return _history_show(db, cfg, args)
+        if args.action == "rate":
+            if not 0 <= args.rating <= 5:
+                raise CLIError(f"rating must be from 0 to 5, got {args.rating}")
+            _update_generation(db, args.id, rating=args.rating)
+            print(f"#{args.id} rated {args.rating}") if not args.json else out_json({"id": args.id, "rating": args.rating})
+            return EXIT_OK
+        if args.action == "favorite":
+            _update_generation(db, args.id, favorite=not args.off)
+            print(f"#{args.id} {'un' if args.off else ''}marked as favorite")
+            return EXIT_OK
+        if args.action == "tag":
+            from .core.tagging import set_user_tags
+
+            add = [t[1:] if t.startswith("+") else t for t in args.tags if not t.startswith("-")]
+            remove = [t[1:] for t in args.tags if t.startswith("-")]
+            try:
+                tags = set_user_tags(db, args.id, add, remove)
+            except KeyError:
+                raise CLIError(f"no history item #{args.id}", EXIT_FAILED) from None
+            out_json({"id": args.id, "tags": tags}) if args.json else print(f"#{args.id}: {', '.join(tags) or '(no tags)'}")
+            return EXIT_OK
+        if args.action == "delete":
+            return _history_delete(db, home, cfg, args)
+        if args.action == "rerun":
+            from pony.orm import db_session
+
+            from .core.params import rerun_request
+
+            with db_session:
+                gen = db.Generation.get(id=args.id)
+                if gen is None:
+                    raise CLIError(f"no history item #{args.id}", EXIT_FAILED)
+                if gen.kind in ("import", "upscale"):
+                    raise CLIError(f"#{args.id} is an {gen.kind}; only generated images can be re-run")
+                request = rerun_request(dict(gen.params))
+            request["parent_id"] = args.id
+
+            async def body(client: Any) -> int:
+                await client.subscribe()
+                job = await client.submit("generate", request)
+                state, _ = await _follow(client, job["id"], args.json)
+                return EXIT_OK if state == "done" else EXIT_FAILED
+
+            db.disconnect()
+            return _with_service(args, body)
+    finally:
+        try:
+            db.disconnect()
+        except Exception:  # noqa: BLE001 - already closed
+            pass
+    return EXIT_USAGE
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _update_generation(db: Any, gid: int, **fields: Any) -> None:
+    from pony.orm import db_session
+
+    with db_session:
+        gen = db.Generation.get(id=gid)
+        if gen is None:
+            raise CLIError(f"no history item #{gid}", EXIT_FAILED)
+        for key, value in fields.items():
+            setattr(gen, key, value)
+
+
+def _history_show(db: Any, cfg: Config, args: argparse.Namespace) -> int:
+    from pony.orm import db_session
+
+    from .core.tagging import tags_of
+
+    with db_session:
+        gen = db.Generation.get(id=args.id)
+        if gen is None:
+            raise CLIError(f"no history item #{args.id}", EXIT_FAILED)
+        path = Path(gen.path) if Path(gen.path).is_absolute() else cfg.output_dir / gen.path
+        info = {
+            "id": gen.id, "uuid": gen.uuid, "file": str(path), "exists": path.exists(), "kind": gen.kind,
+            "source": gen.source, "prompt": gen.prompt, "negative_prompt": gen.negative_prompt, "seed": gen.seed,
+            "size": f"{gen.width}x{gen.height}", "steps": gen.steps, "cfg": gen.cfg, "sampler": gen.sampler,
+            "scheduler": gen.scheduler, "strength": gen.strength, "model": gen.model, "model_hash": gen.model_hash,
+            "components": gen.components, "loras": gen.loras, "rating": gen.rating, "favorite": gen.favorite,
+            "created": gen.created.isoformat(sep=" ", timespec="seconds"), "duration_s": gen.duration_s,
+            "parent": gen.parent.id if gen.parent else None, "children": sorted(c.id for c in gen.children),
+            "params": gen.params,
+        }
+    info["tags"] = tags_of(db, args.id)
+    if args.json:
+        out_json(info)
+        return EXIT_OK
+    for key, value in info.items():
+        if key in ("params",) or value in (None, "", [], {}):
+            continue
+        if key == "tags":
+            value = ", ".join(f"{t['name']} ({t['category']}, {t['source']})" for t in value)
+        print(f"{key:>16}: {value}")
+    return EXIT_OK
+
+
+def _history_delete(db: Any, home: Home, cfg: Config, args: argparse.Namespace) -> int:
+    from pony.orm import db_session
+
+    from .core.thumbnails import thumbnail_path
+
+    if not args.yes and sys.stdin.isatty():
+        answer = input(f"Delete {len(args.ids)} item(s){' and their files' if args.files else ''}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing deleted.")
+            return EXIT_FAILED
+    deleted = []
+    for gid in args.ids:
+        with db_session:
+            gen = db.Generation.get(id=gid)
+            if gen is None:
+                print(f"ddtui: no history item #{gid}", file=sys.stderr)
+                continue
+            path = Path(gen.path) if Path(gen.path).is_absolute() else cfg.output_dir / gen.path
+            uuid = gen.uuid
+            gen.delete()
+        # The row goes first: a crash after it leaves a stray file, never a row pointing at nothing.
+        thumbnail_path(home.thumbnails, uuid).unlink(missing_ok=True)
+        if args.files:
+            path.unlink(missing_ok=True)
+        deleted.append(gid)
+    if args.json:
+        out_json({"deleted": deleted, "files_removed": bool(args.files)})
+    else:
+        print(f"Deleted {len(deleted)} item(s){' and their files' if args.files else ''}.")
+    return EXIT_OK if len(deleted) == len(args.ids) else EXIT_FAILED
+
+
+# ---------------------------------------------------------------- tag / import / queue
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from pony.orm import db_session, select
+
+    home, cfg, db = _open_history(args)
+    try:
+        with db_session:
+            if args.all:
+                ids = select(g.id for g in db.Generation)[:]
+            elif args.untagged:
+                ids = select(g.id for g in db.Generation if g.tagged_at is None)[:]
+            else:
+                ids = list(args.ids)
+                missing = [i for i in ids if db.Generation.get(id=i) is None]
+                if missing:
+                    raise CLIError(f"no history item {', '.join('#' + str(m) for m in missing)}", EXIT_FAILED)
+        if not ids:
+            raise CLIError("give history ids, --untagged or --all")
+    finally:
+        db.disconnect()
+
+    async def body(client: Any) -> int:
+        await client.subscribe()
+        jobs = [await client.submit("tag", {"generation_id": gid}, priority=args.priority) for gid in ids]
+        if not args.wait:
+            print(f"queued {len(jobs)} tagging job(s)") if not args.json else out_json({"jobs": [j["id"] for j in jobs]})
+            return EXIT_OK
+        pending = {str(j["id"]): j for j in jobs}
+        failed = 0
+        async for event, _ in client.iter_events():
+            if event["job_id"] in pending and event["event"] in ("tagged", "failed", "cancelled"):
+                data = event["data"]
+                gid = pending.pop(event["job_id"])["generation_id"]
+                if event["event"] == "tagged":
+                    line = ", ".join(t["name"] for t in data.get("tags", []))
+                    out_json({"generation_id": gid, **data}) if args.json else print(f"#{gid}: {line}")
+                else:
+                    failed += 1
+                    print(f"#{gid}: {event['event']} {data.get('message', '')}", file=sys.stderr)
+                if not pending:
+                    break
+        return EXIT_OK if not failed else EXIT_FAILED
+
+    return _with_service(args, body)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .core.importer import Importer
+    from .core.queue import JobQueue
+    from .core.recording import Recorder
+
+    home, cfg, db = _open_history(args)
+    try:
+        importer = Importer(Recorder(db, cfg.output_dir), JobQueue(db, cfg["queue"]["max_attempts"]),
+                            home.thumbnails, auto_tag=cfg["queue"]["auto_tag"] and not args.no_tag)
+        report = importer.import_paths(args.paths)
+    finally:
+        db.disconnect()
+    for r in report.results:
+        if args.json:
+            out_json(r.to_dict())
+        elif r.status == "imported":
+            print(f"imported  #{r.generation_id:<6} {r.source:<9} {r.path}")
+        elif r.status == "duplicate":
+            print(f"duplicate #{r.generation_id:<6} {r.source:<9} {r.path}")
+        else:
+            print(f"skipped   {r.path}: {r.message}", file=sys.stderr)
+    if not args.json:
+        print(f"{report.count('imported')} imported, {report.count('duplicate')} already there, "
+              f"{report.count('skipped')} skipped")
+    return EXIT_OK if report.count("skipped") == 0 else EXIT_FAILED
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        from .core.queue import JobQueue
+
+        home, cfg, db = _open_history(args)
+        try:
+            q = JobQueue(db)
+            jobs = q.list(None if args.all else ("queued", "running", "failed"), limit=args.limit)
+            paused = q.paused()
+        finally:
+            db.disconnect()
+        if args.json:
+            out_json({"paused": paused, "jobs": [j.to_dict() for j in jobs]})
+            return EXIT_OK
+        print(f"queue {'PAUSED' if paused else 'running'}: {len(jobs)} job(s)")
+        for j in jobs:
+            what = _clip(j.payload.get("prompt", "") or (f"image #{j.generation_id}" if j.generation_id else ""), 50)
+            err = f"  ! {_clip(j.error, 60)}" if j.error and j.state in ("failed", "queued") else ""
+            print(f"  {j.id:>5} {j.type:<9} {j.state:<9} p{j.priority:<4} {j.progress * 100:3.0f}% "
+                  f"try {j.attempts}/{j.max_attempts}  {what}{err}")
+        return EXIT_OK
+
+    async def body(client: Any) -> int:
+        if args.action == "cancel":
+            res = await client.request("cancel_job", {"job_id": str(args.id), "now": args.now})
+        elif args.action == "retry":
+            res = await client.request("retry_job", {"job_id": str(args.id)})
+        elif args.action == "priority":
+            res = await client.request("set_priority", {"job_id": str(args.id), "priority": args.priority})
+        else:
+            res = await client.request(f"{args.action}_queue")
+        out_json(res) if args.json else print(_queue_message(args, res))
+        return EXIT_OK
+
+    return _with_service(args, body)
+
+
+def _queue_message(args: argparse.Namespace, res: dict[str, Any]) -> str:
+    if args.action in ("pause", "resume"):
+        return "queue paused" if res.get("paused") else "queue resumed"
+    job = res.get("job", {})
+    return f"job {job.get('id')} is {job.get('state')}"
+
+
+# ---------------------------------------------------------------- keys / worker
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .protocol.keys import init_keys, load_public
+
+    home, _ = _context(args)
+    if args.action == "init":
+        paths = init_keys(home.keys, force=args.force)
+        print(f"CURVE keys in {paths.keys_dir}:")
+        print(f"  worker (server) public key: {paths.server_public}  -> give it to clients (workers.remote[].server_key)")
+        print(f"  client public key:          {paths.client_public}  -> add it to a worker's allowed_clients/")
+        return EXIT_OK
+    if args.action == "allow":
+        src = Path(args.file).expanduser()
+        try:
+            load_public(src)
+        except Exception as exc:  # noqa: BLE001 - any parse failure means not a key file
+            raise CLIError(f"{src} is not a CURVE public key file ({exc})") from None
+        allowed = home.keys / "allowed_clients"
+        allowed.mkdir(parents=True, exist_ok=True)
+        target = allowed / (args.name + ".key" if args.name else src.name)
+        target.write_bytes(src.read_bytes())
+        print(f"allowed client key {target}")
+        return EXIT_OK
+    if args.action == "show":
+        for name in ("server.key", "client.key"):
+            p = home.keys / name
+            print(f"{name}: {load_public(p).decode() if p.exists() else '(none: run ddtui keys init)'}")
+        allowed = sorted((home.keys / "allowed_clients").glob("*.key"))
+        print(f"allowed clients: {', '.join(a.name for a in allowed) or '(none)'}")
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers import run_worker
+
+    home, cfg = _context(args)
+    if not args.listen.startswith("tcp://"):
+        raise CLIError("a headless worker listens on tcp://HOST:PORT (local workers are started by the service)")
+    if not (home.keys / "server.key_secret").exists():
+        raise CLIError(f"no worker keys in {home.keys}: run `ddtui keys init` first")
+    model_dir = Path(args.model_dir).expanduser() if args.model_dir else cfg.model_dir
+    return run_worker(args.kind, args.listen, model_dir=model_dir, curve_keys=home.keys,
+                      threads=args.threads or cfg.threads(args.kind), name=args.name or f"{args.kind}-headless")
+
+
 # ---------------------------------------------------------------- parser
 
 Handler = Callable[[argparse.Namespace], int]
@@ -149,6 +743,141 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("action", choices=["show", "check", "path"])
     config.add_argument("--json", action="store_true")
     config.set_defaults(handler=cmd_config)
+
+    serve = sub.add_parser("serve", help="run the core service (queue and workers) with no interface")
+    serve.add_argument("--detach", action="store_true", help="run in the background")
+    serve.add_argument("--stop", action="store_true", help="stop the running service")
+    serve.add_argument("--status", action="store_true", help="show the service, its workers and queue")
+    serve.add_argument("--json", action="store_true")
+    serve.set_defaults(handler=cmd_serve)
+
+    gen = sub.add_parser("generate", help="generate images (txt2img, img2img with --init, inpaint with --mask)")
+    gen.add_argument("prompt")
+    pick = gen.add_mutually_exclusive_group()
+    pick.add_argument("--model", help="image model (catalog path, file name or stem)")
+    pick.add_argument("--preset", help="image preset name")
+    gen.add_argument("-n", type=int, default=1, help="number of images (seed, seed+1, ...)")
+    gen.add_argument("--size", help="WxH, multiples of 8 (default: the model's)")
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--cfg", type=float)
+    gen.add_argument("--guidance", type=float, help="distilled guidance (FLUX)")
+    gen.add_argument("--seed", type=int, help="-1 or absent: random")
+    gen.add_argument("--sampler")
+    gen.add_argument("--scheduler")
+    gen.add_argument("--negative", help="negative prompt")
+    gen.add_argument("--clip-skip", type=int, dest="clip_skip")
+    gen.add_argument("--init", help="init image for img2img")
+    gen.add_argument("--strength", type=float, help="img2img/inpaint strength (0-1]")
+    gen.add_argument("--mask", help="inpaint mask (white = repaint); needs --init")
+    gen.add_argument("--style", action="append", help="apply a saved style (repeatable)")
+    gen.add_argument("--vae-tiling", action="store_true", dest="vae_tiling")
+    gen.add_argument("--hires", action="store_true", help="hires fix: first pass, upscale, second pass")
+    gen.add_argument("--hires-scale", type=float, default=2.0, dest="hires_scale")
+    gen.add_argument("--hires-steps", type=int, default=10, dest="hires_steps")
+    gen.add_argument("--hires-strength", type=float, default=0.5, dest="hires_strength")
+    gen.add_argument("--hires-upscaler", dest="hires_upscaler", help="ESRGAN model for the hires upscale")
+    gen.add_argument("--priority", type=int, default=0)
+    gen.add_argument("--no-wait", action="store_true", dest="no_wait", help="queue and return at once")
+    gen.add_argument("--json", action="store_true", help="JSON lines of results instead of a progress bar")
+    gen.set_defaults(handler=cmd_generate)
+
+    up = sub.add_parser("upscale", help="upscale a history item (or an image file) with an ESRGAN model")
+    up.add_argument("image", help="history id or image file")
+    up.add_argument("--model", help="ESRGAN model (default: the first in models/esrgan/)")
+    up.add_argument("--json", action="store_true")
+    up.set_defaults(handler=cmd_upscale)
+
+    hist = sub.add_parser("history", help="search, show, rate, tag, delete or re-run history items")
+    hsub = hist.add_subparsers(dest="action", metavar="ACTION", required=True)
+    hs = hsub.add_parser("search", help="newest first; every filter combines")
+    hs.add_argument("text", nargs="*", help="full-text words (prompt, negative prompt, tags)")
+    hs.add_argument("--tag", action="append", help="must have this tag (repeatable: all of them)")
+    hs.add_argument("--model")
+    hs.add_argument("--min-rating", type=int, default=0, dest="min_rating")
+    hs.add_argument("--favorite", action="store_true")
+    hs.add_argument("--kind", help="txt2img, img2img, inpaint, upscale, variation, import")
+    hs.add_argument("--since", help="from this date (YYYY-MM-DD[THH:MM])")
+    hs.add_argument("--until", help="before this date")
+    hs.add_argument("--limit", type=int, default=50)
+    hs.add_argument("--json", action="store_true")
+    hsh = hsub.add_parser("show", help="every parameter, tags and lineage of one item")
+    hsh.add_argument("id", type=int)
+    hsh.add_argument("--json", action="store_true")
+    hr = hsub.add_parser("rate", help="rate an item 0-5")
+    hr.add_argument("id", type=int)
+    hr.add_argument("rating", type=int)
+    hr.add_argument("--json", action="store_true")
+    hf = hsub.add_parser("favorite", help="mark (or with --off unmark) a favorite")
+    hf.add_argument("id", type=int)
+    hf.add_argument("--off", action="store_true")
+    ht = hsub.add_parser("tag", help="edit tags: +tag adds, -tag removes (the LLM then leaves them alone)")
+    ht.add_argument("id", type=int)
+    ht.add_argument("tags", nargs="+")
+    ht.add_argument("--json", action="store_true")
+    hd = hsub.add_parser("delete", help="delete items (with --files also their image files)")
+    hd.add_argument("ids", type=int, nargs="+")
+    hd.add_argument("--files", action="store_true")
+    hd.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    hd.add_argument("--json", action="store_true")
+    hrr = hsub.add_parser("rerun", help="re-run an item exactly (same model, parameters and seed)")
+    hrr.add_argument("id", type=int)
+    hrr.add_argument("--json", action="store_true")
+    hist.set_defaults(handler=cmd_history)
+
+    tag = sub.add_parser("tag", help="(re-)tag images with the LLM")
+    tag.add_argument("ids", type=int, nargs="*")
+    tag.add_argument("--all", action="store_true", help="re-tag the whole history")
+    tag.add_argument("--untagged", action="store_true", help="tag every image not tagged yet")
+    tag.add_argument("--wait", action="store_true", help="wait and print the tags")
+    tag.add_argument("--priority", type=int, default=0)
+    tag.add_argument("--json", action="store_true")
+    tag.set_defaults(handler=cmd_tag)
+
+    imp = sub.add_parser("import", help="import images made by other tools, with their parameters")
+    imp.add_argument("paths", nargs="+", help="image files or folders")
+    imp.add_argument("--no-tag", action="store_true", dest="no_tag", help="do not queue tagging")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(handler=cmd_import)
+
+    queue = sub.add_parser("queue", help="list, cancel, retry or reprioritise jobs; pause or resume the queue")
+    qsub = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ql = qsub.add_parser("list")
+    ql.add_argument("--all", action="store_true", help="include finished jobs")
+    ql.add_argument("--limit", type=int, default=100)
+    ql.add_argument("--json", action="store_true")
+    qc = qsub.add_parser("cancel")
+    qc.add_argument("id", type=int)
+    qc.add_argument("--now", action="store_true", help="stop the running image at once (restarts its worker)")
+    qc.add_argument("--json", action="store_true")
+    qr = qsub.add_parser("retry")
+    qr.add_argument("id", type=int)
+    qr.add_argument("--json", action="store_true")
+    qp = qsub.add_parser("priority")
+    qp.add_argument("id", type=int)
+    qp.add_argument("priority", type=int)
+    qp.add_argument("--json", action="store_true")
+    for name in ("pause", "resume"):
+        qx = qsub.add_parser(name)
+        qx.add_argument("--json", action="store_true")
+    queue.set_defaults(handler=cmd_queue)
+
+    keys = sub.add_parser("keys", help="CURVE keys for remote workers")
+    ksub = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ki = ksub.add_parser("init", help="make the worker and client key pairs under <home>/keys")
+    ki.add_argument("--force", action="store_true", help="replace existing keys")
+    ka = ksub.add_parser("allow", help="allow a client public key on this (worker) machine")
+    ka.add_argument("file")
+    ka.add_argument("--name")
+    ksub.add_parser("show", help="show the public keys and the allow-list")
+    keys.set_defaults(handler=cmd_keys)
+
+    worker = sub.add_parser("worker", help="run a headless worker for remote ddtui clients (CURVE + signed)")
+    worker.add_argument("kind", choices=["sd", "llm"])
+    worker.add_argument("--listen", required=True, help="tcp://0.0.0.0:7001")
+    worker.add_argument("--threads", type=int)
+    worker.add_argument("--model-dir", dest="model_dir")
+    worker.add_argument("--name")
+    worker.set_defaults(handler=cmd_worker)
 
     return p
 

@@ -149,7 +149,7 @@ class Recorder:
         except OSError as exc:
             raise RecordingError(f"cannot write {path}: {exc.strerror or exc}") from exc
         try:
-            gid = self._insert(gen_uuid, path, kind, params, width, height, parent_id, preset_id, duration_s,
+            gid = self.insert_row(gen_uuid, path, kind, params, width, height, parent_id, preset_id, duration_s,
                                vram_peak_mb, source, content_hash, created)
         except Exception:
             # The row did not land: leave the complete file for adopt_orphans rather than lose the image.
@@ -162,7 +162,7 @@ class Recorder:
             g = self.db.Generation.get(id=gid)
             return g.uuid if g else None
 
-    def _insert(self, gen_uuid: str, path: Path, kind: str, params: dict[str, Any], width: int, height: int,
+    def insert_row(self, gen_uuid: str, path: Path, kind: str, params: dict[str, Any], width: int, height: int,
                 parent_id: int | None, preset_id: int | None, duration_s: float | None,
                 vram_peak_mb: float | None, source: str, content_hash: str, created: datetime) -> int:
         fields: dict[str, Any] = {k: params[k] for k in _COLUMNS if params.get(k) is not None}
@@ -234,7 +234,7 @@ class Recorder:
         created = _parse_time(doc.get("created")) or utcnow()
         with open(png, "rb") as fh:
             width, height = png_size(fh.read(24))
-        gid = self._insert(gen_uuid, png, kind, params, width, height, parent_id, None, doc.get("duration_s"),
+        gid = self.insert_row(gen_uuid, png, kind, params, width, height, parent_id, None, doc.get("duration_s"),
                            None, doc.get("source") or "ddtui", "", created)
         log.info("adopted %s (recorded after a crash)", png)
         return RecordedImage(gid, gen_uuid, png, width, height)

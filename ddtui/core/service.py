@@ -1,0 +1,525 @@
+"""The core: the queue dispatcher that drives workers, records their images and fans out job events.
+
+`Core` runs in one asyncio loop (the `ddtui serve` process, or a test). It owns the database, the job queue,
+the recorder and the supervisor. Workers' events are routed to the job that caused them (the parent header
+and the job id), turned into history rows and thumbnails, and passed on to every subscriber as job events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+from pony.orm import db_session
+
+from ..catalog.models import Catalog, CatalogError
+from ..config import Config, Home
+from ..db.schema import open_database
+from ..protocol import Message
+from ..protocol.keys import load_public, load_secret
+from .hashing import short_model_hash
+from .importer import Importer
+from .params import ParamError, build_generate_payload, check_image
+from .queue import IMAGE_JOB_TYPES, JobInfo, JobQueue, QueueError
+from .recording import Recorder, RecordingError, png_size
+from .supervisor import Supervisor, WorkerSlot
+from .tagging import TAG_SCHEMA, TaggingError, parse_tag_answer, store_llm_tags, tagging_messages
+from .thumbnails import make_thumbnail
+
+log = logging.getLogger("ddtui.core")
+
+# Error reasons that no retry can fix: the job fails at once.
+PERMANENT_REASONS = {"bad_params", "bad_lora", "bad_path", "missing_file", "flat_image", "load_failed",
+                     "unknown_job", "bad_request"}
+TICK_S = 0.2
+
+
+@dataclass
+class JobRun:
+    job: JobInfo
+    slot: WorkerSlot
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    generation_ids: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+
+Listener = Callable[[dict[str, Any], list[bytes]], None]
+
+
+class Core:
+    def __init__(self, home: Home, cfg: Config, *, local_workers: bool = True) -> None:
+        self.home = home.ensure()
+        self.cfg = cfg
+        self.db = open_database(home.db_file)
+        self.queue = JobQueue(self.db, max_attempts=cfg["queue"]["max_attempts"])
+        self.recorder = Recorder(self.db, cfg.output_dir)
+        self.importer = Importer(self.recorder, self.queue, home.thumbnails, auto_tag=cfg["queue"]["auto_tag"])
+        w = cfg["workers"]
+        self.supervisor = Supervisor(
+            home.run, cfg.model_dir, self._on_worker_event, self._on_worker_lost,
+            threads={"sd": cfg.threads("sd"), "llm": cfg.threads("llm")},
+            heartbeat_interval=w["heartbeat_interval"], heartbeat_timeout=w["heartbeat_timeout"],
+            max_restarts=w["max_restarts"], restart_window=w["restart_window"],
+            connect_timeout=cfg["timeouts"]["connect"] + 10, max_message_bytes=w["max_message_mb"] << 20,
+        )
+        if local_workers and w["local_sd"]:
+            self.supervisor.add_local("sd-local", "sd")
+        if local_workers and w["local_llm"]:
+            self.supervisor.add_local("llm-local", "llm")
+        for remote in w["remote"]:
+            self.supervisor.add_remote(remote["name"], remote["kind"], remote["endpoint"], self._curve_for(remote))
+        self.runs: dict[int, JobRun] = {}
+        self.listeners: list[Listener] = []
+        self._tasks: list[asyncio.Task] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def _curve_for(self, remote: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        keys = self.home.keys
+        server_key = Path(remote["server_key"]) if remote.get("server_key") else keys / f"{remote['name']}.key"
+        if not server_key.is_absolute():
+            server_key = self.home.root / server_key
+        return (load_secret(keys / "client.key_secret"), load_public(keys / "client.key"), load_public(server_key))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        for job in self.queue.recover_interrupted():
+            log.info("job %d %s after an interrupted run", job.id, job.state)
+        for rec in await asyncio.to_thread(self.recorder.adopt_orphans):
+            self.queue.submit("thumbnail", {}, priority=10, generation_id=rec.id)
+        await self.supervisor.start()
+        self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="dispatch"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for run in list(self.runs.values()):
+            run.events.put_nowait(("stopping", None))
+        await self.supervisor.stop()
+        self.db.disconnect()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ events to clients
+
+    def emit(self, job_id: int | None, event: str, data: dict[str, Any] | None = None,
+             buffers: list[bytes] | None = None) -> None:
+        payload = {"job_id": str(job_id) if job_id is not None else "", "event": event, "data": data or {}}
+        for listener in list(self.listeners):
+            try:
+                listener(payload, buffers or [])
+            except Exception:  # noqa: BLE001 - one broken listener must not stop the others
+                log.exception("event listener failed")
+
+    # ------------------------------------------------------------------ requests
+
+    def catalog(self) -> Catalog:
+        return Catalog.scan(self.cfg.model_dir)
+
+    def submit_generate(self, request: dict[str, Any], priority: int = 0, group: str = "") -> JobInfo:
+        preset = None
+        if request.get("preset"):
+            with db_session:
+                p = self.db.ImagePreset.get(name=request["preset"])
+                if p is None:
+                    raise ParamError(f"no preset named {request['preset']!r}")
+                preset = {"id": p.id, "model": p.model, "params": dict(p.params)}
+        payload = build_generate_payload(request, self.catalog(), self.cfg["sd"]["default_model"], preset)
+        job = self.queue.submit("generate", payload, priority=priority, group=group)
+        self.emit(job.id, "queued", {"type": "generate", "batch": payload["batch"]})
+        self.wake()
+        return job
+
+    def submit_upscale(self, generation_id: int, upscaler: str = "", priority: int = 0) -> JobInfo:
+        cat = self.catalog()
+        try:
+            entry = cat.find(upscaler, kind="esrgan") if upscaler else next(e for e in cat.of_kind("esrgan") if e.usable)
+        except StopIteration:
+            raise ParamError(f"no ESRGAN model in {cat.model_dir / 'esrgan'}") from None
+        except CatalogError as exc:
+            raise ParamError(str(exc)) from None
+        with db_session:
+            gen = self.db.Generation.get(id=generation_id)
+            if gen is None:
+                raise ParamError(f"no history item #{generation_id}")
+            check_image(self.recorder.file_path(gen.path), "image")
+        job = self.queue.submit("upscale", {"upscaler": entry.rel_path}, priority=priority, generation_id=generation_id)
+        self.emit(job.id, "queued", {"type": "upscale"})
+        self.wake()
+        return job
+
+    def submit_tag(self, generation_id: int, priority: int = -10) -> JobInfo:
+        job = self.queue.submit("tag", {}, priority=priority, generation_id=generation_id)
+        self.wake()
+        return job
+
+    def submit_chat(self, messages: list[dict[str, Any]], params: dict[str, Any] | None = None,
+                    priority: int = 5, group: str = "") -> JobInfo:
+        job = self.queue.submit("chat", {"messages": messages, "params": params or {}}, priority=priority,
+                                group=group)
+        self.emit(job.id, "queued", {"type": "chat"})
+        self.wake()
+        return job
+
+    async def cancel(self, job_id: int, now: bool = False) -> JobInfo:
+        """Cancel a job: queued ones are dropped; a running batch stops after the current image, or at once
+        with `now` (the worker is ended and restarted with its model, since the binding cannot abort)."""
+        job = self.queue.cancel(job_id)
+        run = self.runs.get(job_id)
+        if run is not None and run.slot.client is not None:
+            if now:
+                await self.supervisor.restart(run.slot, f"job {job_id} cancelled at once")
+            else:
+                await run.slot.client.request("cancel", {"job_id": str(job_id)})
+        self.emit(job_id, "cancelled", {"now": now})
+        return job
+
+    async def cancel_group(self, group: str) -> list[JobInfo]:
+        jobs = self.queue.cancel_group(group)
+        for job in jobs:
+            run = self.runs.get(job.id)
+            if run is not None and run.slot.client is not None:
+                await run.slot.client.request("cancel", {"job_id": str(job.id)})
+            self.emit(job.id, "cancelled", {"group": group})
+        return jobs
+
+    def retry(self, job_id: int) -> JobInfo:
+        job = self.queue.retry(job_id)
+        self.emit(job_id, "queued", {"type": job.type, "retry": True})
+        self.wake()
+        return job
+
+    def set_paused(self, paused: bool) -> None:
+        self.queue.set_paused(paused)
+        self.emit(None, "queue_paused" if paused else "queue_resumed", {})
+        self.wake()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "workers": [s.to_dict() for s in self.supervisor.slots],
+            "paused": self.queue.paused(),
+            "running": sorted(self.runs),
+            "queued": self.queue.count(("queued",)),
+        }
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            try:
+                self._dispatch_once()
+            except Exception:  # noqa: BLE001 - the loop must survive a bad job row
+                log.exception("dispatch failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            except asyncio.TimeoutError:
+                pass
+
+    def _dispatch_once(self) -> None:
+        # Thumbnails are the core's own work; a few at a time off the loop.
+        thumbs_running = sum(1 for t in self._tasks if t.get_name().startswith("thumb") and not t.done())
+        while thumbs_running < 2:
+            job = self.queue.claim(("thumbnail",), "core")
+            if job is None:
+                break
+            self._tasks.append(asyncio.create_task(self._run_thumbnail(job), name=f"thumb-{job.id}"))
+            thumbs_running += 1
+        self._tasks = [t for t in self._tasks if not t.done() or t.get_name() == "dispatch"]
+        for slot in self.supervisor.slots:
+            if slot.state != "idle" or slot.client is None:
+                continue
+            types = slot.job_types
+            if slot.kind == "llm" and slot.local and self.cfg["queue"]["tagging_waits_for_images"]:
+                if self.queue.count(("queued", "running"), IMAGE_JOB_TYPES) and any(
+                        s.local and s.kind == "sd" for s in self.supervisor.slots):
+                    types = tuple(t for t in types if t != "tag")  # tagging waits while images are due
+            if not types:
+                continue
+            job = self.queue.claim(types, slot.name)
+            if job is None:
+                continue
+            slot.state, slot.job_id = "busy", job.id
+            run = JobRun(job, slot)
+            self.runs[job.id] = run
+            self.emit(job.id, "started", {"type": job.type, "worker": slot.name, "attempt": job.attempts})
+            self._tasks.append(asyncio.create_task(self._run(run), name=f"job-{job.id}"))
+
+    async def _run(self, run: JobRun) -> None:
+        job, slot = run.job, run.slot
+        try:
+            if job.type == "generate":
+                await self._run_generate(run)
+            elif job.type == "upscale":
+                await self._run_upscale(run)
+            elif job.type == "tag":
+                await self._run_tag(run)
+            elif job.type == "chat":
+                await self._run_chat(run)
+        except _JobFailed as exc:
+            self._fail(run, exc.reason, exc.message)
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the queue
+            log.exception("job %d failed unexpectedly", job.id)
+            self._fail(run, "internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.runs.pop(job.id, None)
+            if slot.job_id == job.id:
+                slot.job_id = None
+                if slot.state == "busy":
+                    slot.state = "idle"
+            self.wake()
+
+    def _fail(self, run: JobRun, reason: str, message: str) -> None:
+        permanent = reason in PERMANENT_REASONS
+        backoff = 0.0 if run.job.type != "tag" else min(300.0, 5.0 * 2 ** max(0, run.job.attempts - 1))
+        info = self.queue.fail(run.job.id, f"{reason}: {message}", retry=not permanent, backoff_s=backoff)
+        self.emit(run.job.id, "failed" if info.state == "failed" else "retrying",
+                  {"reason": reason, "message": message, "attempts": info.attempts, "state": info.state})
+
+    async def _next_event(self, run: JobRun, timeout: float) -> Message:
+        try:
+            kind, msg = await asyncio.wait_for(run.events.get(), timeout)
+        except asyncio.TimeoutError:
+            await self.supervisor.restart(run.slot, f"job {run.job.id} made no progress for {timeout:.0f} s")
+            raise _JobFailed("hung", f"no progress for {timeout:.0f} s; the worker was restarted") from None
+        if kind == "lost":
+            raise _JobFailed("worker_lost", msg)
+        if kind == "stopping":
+            raise _JobFailed("interrupted", "the service is stopping")
+        return msg
+
+    def _on_worker_event(self, slot: WorkerSlot, msg: Message) -> None:
+        job_id = msg.content.get("job_id")
+        if not job_id:
+            if msg.msg_type == "error":
+                log.warning("worker %s: %s", slot.name, msg.content.get("message"))
+            return
+        try:
+            run = self.runs.get(int(job_id))
+        except ValueError:
+            return
+        if run is not None and run.slot is slot:
+            run.events.put_nowait(("event", msg))
+
+    async def _on_worker_lost(self, slot: WorkerSlot, reason: str) -> None:
+        if slot.job_id is not None and slot.job_id in self.runs:
+            self.runs[slot.job_id].events.put_nowait(("lost", reason))
+
+    # ------------------------------------------------------------------ job kinds
+
+    async def _run_generate(self, run: JobRun) -> None:
+        payload = dict(run.job.payload)
+        buffers: list[bytes] = []
+        params = dict(payload)
+        for key, slot_key in (("init_path", "init_buffer"), ("mask_path", "mask_buffer")):
+            if payload.get(key):
+                try:
+                    buffers.append(await asyncio.to_thread(_png_bytes, Path(payload[key])))
+                except OSError as exc:
+                    raise _JobFailed("bad_params", f"cannot read {payload[key]}: {exc}") from None
+                params[slot_key] = len(buffers) - 1
+        params["preview_every"] = self.cfg["sd"]["preview_interval"]
+        params["preview_size"] = self.cfg["sd"]["preview_size"]
+        model_hash = await asyncio.to_thread(self._model_hash, payload["model"])
+        run.slot.loaded = {"model": payload["model"], "kind": "sd", "options": payload["options"]}
+        await run.slot.client.request("generate", {"job_id": str(run.job.id), "params": params}, buffers)
+        timeout = self.cfg["timeouts"]["generate"]
+        while True:
+            msg = await self._next_event(run, timeout)
+            c = msg.content
+            if msg.msg_type == "progress":
+                steps = max(1, int(c.get("steps") or 1))
+                batch = max(1, int(payload.get("batch", 1)))
+                fraction = (len(run.generation_ids) + min(1.0, c.get("step", 0) / steps)) / batch
+                self.queue.set_progress(run.job.id, fraction)
+                self.emit(run.job.id, "progress", {**c, "image": len(run.generation_ids), "batch": batch,
+                                                   "fraction": fraction})
+            elif msg.msg_type == "preview":
+                self.emit(run.job.id, "preview", dict(c), list(msg.buffers[:1]))
+            elif msg.msg_type == "image":
+                await self._record_image(run, payload, msg, model_hash)
+            elif msg.msg_type == "result":
+                status = c.get("status")
+                result = {"generation_ids": run.generation_ids, "status": status, "info": c.get("info", {})}
+                info = self.queue.complete(run.job.id, result)
+                self.emit(run.job.id, "done" if info.state == "done" else info.state, result)
+                return
+            elif msg.msg_type == "error":
+                raise _JobFailed(c.get("reason", "error"), c.get("message", ""))
+
+    def _model_hash(self, rel: str) -> str:
+        try:
+            return short_model_hash(self.cfg.model_dir / rel)
+        except OSError:
+            return ""
+
+    async def _record_image(self, run: JobRun, payload: dict[str, Any], msg: Message, model_hash: str) -> None:
+        info = msg.content.get("info", {})
+        params = {k: v for k, v in payload.items() if k not in ("batch", "preset_id", "parent_id")}
+        params.update(seed=int(info.get("seed", payload["seed"])), model_hash=model_hash, batch=1,
+                      components=payload["options"].get("components", {}))
+        if info.get("retried_with_vae_tiling"):
+            params["vae_tiling"] = True
+        kind = payload.get("kind", payload.get("mode", "txt2img"))
+        try:
+            rec = await asyncio.to_thread(
+                self.recorder.record, msg.buffers[0], params, kind, payload.get("parent_id"),
+                payload.get("preset_id"), info.get("elapsed"), info.get("vram_peak_mb"))
+        except RecordingError as exc:
+            raise _JobFailed("recording", str(exc)) from None
+        run.generation_ids.append(rec.id)
+        await asyncio.to_thread(make_thumbnail, rec.path, self.home.thumbnails, rec.uuid)
+        if self.cfg["queue"]["auto_tag"]:
+            self.queue.submit("tag", {}, priority=-10, generation_id=rec.id)
+        self.emit(run.job.id, "image", {"generation_id": rec.id, "uuid": rec.uuid, "path": str(rec.path),
+                                        "index": msg.content.get("index", 0), "seed": params["seed"],
+                                        "width": rec.width, "height": rec.height})
+
+    async def _run_upscale(self, run: JobRun) -> None:
+        with db_session:
+            gen = self.db.Generation[run.job.generation_id]
+            source = self.recorder.file_path(gen.path)
+            parent_params = dict(gen.params)
+            parent_id = gen.id
+        png = await asyncio.to_thread(_png_bytes, source)
+        upscaler = run.job.payload["upscaler"]
+        await run.slot.client.request("upscale", {"job_id": str(run.job.id), "params": {"upscaler": upscaler}}, [png])
+        while True:
+            msg = await self._next_event(run, self.cfg["timeouts"]["generate"])
+            if msg.msg_type == "progress":
+                self.emit(run.job.id, "progress", dict(msg.content))
+            elif msg.msg_type == "image":
+                params = {k: v for k, v in parent_params.items() if k not in ("init_path", "mask_path")}
+                params.update(upscaler=upscaler, upscaled_from=parent_id)
+                w, h = png_size(msg.buffers[0])
+                params.update(width=w, height=h)
+                rec = await asyncio.to_thread(self.recorder.record, msg.buffers[0], params, "upscale", parent_id,
+                                              None, msg.content.get("info", {}).get("elapsed"))
+                run.generation_ids.append(rec.id)
+                await asyncio.to_thread(make_thumbnail, rec.path, self.home.thumbnails, rec.uuid)
+                self.emit(run.job.id, "image", {"generation_id": rec.id, "uuid": rec.uuid, "path": str(rec.path),
+                                                "index": 0, "width": rec.width, "height": rec.height})
+            elif msg.msg_type == "result":
+                result = {"generation_ids": run.generation_ids, "status": msg.content.get("status")}
+                self.queue.complete(run.job.id, result)
+                self.emit(run.job.id, "done", result)
+                return
+            elif msg.msg_type == "error":
+                raise _JobFailed(msg.content.get("reason", "error"), msg.content.get("message", ""))
+
+    def _llm_params(self) -> dict[str, Any]:
+        llm = self.cfg["llm"]
+        if not llm["default_model"]:
+            raise _JobFailed("bad_params", "no LLM configured: set llm.default_model in config.json")
+        options: dict[str, Any] = {"context_size": llm["context_size"]}
+        mmproj = llm["default_mmproj"]
+        try:
+            entry = self.catalog().find(llm["default_model"], kind="llm")
+            if not mmproj and entry.sidecar and entry.sidecar.mmproj:
+                mmproj = entry.sidecar.mmproj
+            if entry.sidecar and entry.sidecar.context_size:
+                options["context_size"] = min(options["context_size"], entry.sidecar.context_size)
+        except CatalogError as exc:
+            raise _JobFailed("missing_file", str(exc)) from None
+        if mmproj:
+            options["mmproj"] = mmproj
+        return {"model": entry.rel_path, "options": options}
+
+    async def _run_chat_request(self, run: JobRun, messages: list[dict[str, Any]], params: dict[str, Any]
+                                ) -> dict[str, Any]:
+        base = self._llm_params()
+        full = {**base, "max_tokens": 256, "temperature": 0.7, **params}
+        run.slot.loaded = {"model": base["model"], "kind": "llm", "options": base["options"]}
+        await run.slot.client.request("chat", {"job_id": str(run.job.id), "messages": messages, "params": full})
+        while True:
+            msg = await self._next_event(run, self.cfg["timeouts"]["chat"])
+            if msg.msg_type == "token":
+                self.emit(run.job.id, "token", {"text": msg.content.get("text", "")})
+            elif msg.msg_type == "result":
+                return dict(msg.content)
+            elif msg.msg_type == "error":
+                raise _JobFailed(msg.content.get("reason", "error"), msg.content.get("message", ""))
+
+    async def _run_chat(self, run: JobRun) -> None:
+        payload = run.job.payload
+        result = await self._run_chat_request(run, payload.get("messages", []), payload.get("params", {}))
+        out = {"text": result.get("text", ""), "status": result.get("status"), "info": result.get("info", {})}
+        self.queue.complete(run.job.id, out)
+        self.emit(run.job.id, "done", out)
+
+    async def _run_tag(self, run: JobRun) -> None:
+        with db_session:
+            gen = self.db.Generation.get(id=run.job.generation_id)
+            if gen is None:
+                raise _JobFailed("bad_params", "the image was deleted")
+            prompt, negative, path = gen.prompt, gen.negative_prompt, self.recorder.file_path(gen.path)
+        llm = self._llm_params()
+        vision = bool(llm["options"].get("mmproj"))
+        image_png = await asyncio.to_thread(_small_png, path, 336) if vision else None
+        if not prompt and image_png is None:
+            raise _JobFailed("bad_params", "nothing to tag from: no prompt and no vision projector")
+        system = self.cfg["llm"]["system_prompts"]["tagging"]
+        messages = tagging_messages(system, prompt, negative, image_png)
+        result = await self._run_chat_request(run, messages, {"json_schema": TAG_SCHEMA, "max_tokens": 200,
+                                                              "temperature": 0.2})
+        try:
+            tags = parse_tag_answer(result.get("text", ""))
+        except TaggingError as exc:
+            raise _JobFailed("bad_answer", str(exc)) from None
+        source = "llm_vision" if vision else "llm_text"
+        stored = store_llm_tags(self.db, run.job.generation_id, tags, source)
+        out = {"tags": [{"name": n, "category": c} for n, c in tags], "stored": stored, "source": source}
+        self.queue.complete(run.job.id, out)
+        self.emit(run.job.id, "tagged", {"generation_id": run.job.generation_id, **out})
+
+    async def _run_thumbnail(self, job: JobInfo) -> None:
+        try:
+            with db_session:
+                gen = self.db.Generation[job.generation_id]
+                path, gen_uuid = self.recorder.file_path(gen.path), gen.uuid
+            await asyncio.to_thread(make_thumbnail, path, self.home.thumbnails, gen_uuid)
+            self.queue.complete(job.id, {})
+        except Exception as exc:  # noqa: BLE001 - a bad file fails its own job only
+            self.queue.fail(job.id, f"thumbnail: {exc}", retry=False)
+
+    def import_paths(self, paths: list[str]) -> Any:
+        report = self.importer.import_paths(paths)
+        self.wake()
+        return report
+
+
+class _JobFailed(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def _png_bytes(path: Path) -> bytes:
+    """The image as PNG bytes (converted when it is another format)."""
+    data = path.read_bytes()
+    if data.startswith(b"\x89PNG"):
+        return data
+    with Image.open(io.BytesIO(data)) as im:
+        out = io.BytesIO()
+        im.convert("RGBA" if "A" in im.mode else "RGB").save(out, "PNG")
+        return out.getvalue()
+
+
+def _small_png(path: Path, size: int) -> bytes:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((size, size))
+        out = io.BytesIO()
+        im.save(out, "PNG")
+        return out.getvalue()
