@@ -118,7 +118,7 @@ class Supervisor:
                         spawn_local_worker, slot.kind, self.run_dir, self.model_dir,
                         self.threads.get(slot.kind, 1), slot.name,
                         ["--heartbeat-timeout", str(max(30.0, self.heartbeat_timeout * 3))],
-                        str(self.run_dir.parent / "logs" / f"{slot.name}.log"),
+                        log_file=self.run_dir.parent / "logs" / f"{slot.name}.log",
                     )
                     slot.endpoint = slot.process.endpoint
                     client = WorkerClient(slot.endpoint, key=slot.process.key, name=slot.name,
@@ -129,7 +129,7 @@ class Supervisor:
                 client.on_event = lambda msg, s=slot: self._dispatch_event(s, msg)
                 await client.connect()
                 slot.client = client
-                slot.hello = await client.hello(timeout=self.connect_timeout)
+                slot.hello = dict((await client.hello(timeout=self.connect_timeout)).content)
                 slot.last_seen = time.monotonic()
                 if slot.loaded:
                     await client.request("load_model", slot.loaded)  # restore the model it had
