@@ -27,6 +27,10 @@ Replay protection is a bounded history of verified signatures (deque + set),
 not a timestamp window, so it does not depend on clocks agreeing; the date
 stays in the header for logs. A fresh key per run retires every old capture.
 
+The cap is per message and counted; libzmq has already buffered the whole
+message by then, so sockets facing untrusted peers may also set
+``socket.maxmsgsize`` (a per-frame limit that drops the peer, uncounted).
+
 A ``Session`` is not thread-safe; give each thread (socket) its own, sharing
 the key. Nothing here imports Textual.
 """
@@ -170,18 +174,26 @@ class Message:
 # --------------------------------------------------------------------------- helpers
 
 
+# allow_nan=False: NaN/Infinity are not JSON and other parsers choke on them
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _dumps(obj: Any) -> bytes:
-    # allow_nan=False: NaN/Infinity are not JSON and other parsers choke on them
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-JSON constant {name}")
 
 
+# built once: json.loads with keyword arguments builds a decoder per call
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _loads(frame: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(frame.decode("utf-8"), parse_constant=_reject_constant)
+        # decode first: json.loads(bytes) would also accept UTF-16/32
+        obj = _DECODER.decode(frame.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # RecursionError: deeply nested arrays from a (signed but buggy) peer
         raise MalformedMessage(f"{what} is not valid JSON ({type(exc).__name__})") from None
@@ -216,8 +228,17 @@ def _as_bytes(frame: Any) -> bytes:
     raise MalformedMessage(f"frame of type {type(frame).__name__} is not bytes")
 
 
+# parts below this size are joined and hashed in one C call; larger ones
+# are streamed so a 256 KiB image is never copied just to be signed
+_JOIN_LIMIT = 64 * 1024
+
+
 def sign(key: bytes, parts: Iterable[bytes]) -> bytes:
     """Hex HMAC-SHA256 over length-prefixed ``parts`` (header, parent, metadata, content, *buffers)."""
+    parts = list(parts)
+    if sum(map(len, parts)) <= _JOIN_LIMIT:
+        data = b"".join([_LEN.pack(len(part)) + part for part in parts])
+        return hmac.digest(key, data, "sha256").hex().encode("ascii")
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for part in parts:
         mac.update(_LEN.pack(len(part)))
@@ -259,11 +280,17 @@ def _parts(msg: Message | Mapping[str, Any]) -> tuple[Any, Any, Any, Any, Sequen
     )
 
 
-def _default_validator() -> Callable[[Message], None]:
-    # imported lazily: messages.py imports the error classes from this module
-    from .messages import validate
+_validate: Callable[[Message], Any] | None = None
 
-    return validate
+
+def _default_validator() -> Callable[[Message], Any]:
+    # imported lazily (once): messages.py imports the error classes from this module
+    global _validate
+    if _validate is None:
+        from .messages import validate
+
+        _validate = validate
+    return _validate
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -295,7 +322,7 @@ def deserialize(
     key: bytes,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     seen: Callable[[bytes], bool] | None = None,
-    validator: Callable[[Message], None] | None = None,
+    validator: Callable[[Message], Any] | None = None,
 ) -> tuple[list[bytes], Message]:
     """Verify and decode ``frames``; returns ``(idents, Message)`` or raises ``ProtocolError``.
 
@@ -436,10 +463,8 @@ class Session:
         return False
 
     def _validator(self, message: Message) -> None:
-        from .messages import REGISTRY, validate
-
-        validate(message)
-        if self.accept is not None and not (REGISTRY[message.msg_type].directions & self.accept):
+        spec = _default_validator()(message)
+        if self.accept is not None and not (spec.directions & self.accept):
             raise UnknownMessageType(f"{message.msg_type!r} not accepted here", msg_type=message.msg_type)
 
     def _reject(self, exc: ProtocolError) -> None:
@@ -487,13 +512,12 @@ class Session:
             msg = msg_or_type.to_dict() if isinstance(msg_or_type, Message) else dict(msg_or_type)
             if buffers:
                 msg["buffers"] = [_as_bytes(b) for b in buffers]
-        header, parent_h, meta, body, bufs = _parts(msg)
-        _default_validator()(Message(header, parent_h, meta, body, list(bufs)))
+        _default_validator()(msg)
         idents: Sequence[bytes] = ()
         if ident is not None:
             idents = [ident] if isinstance(ident, (bytes, bytearray)) else list(ident)
         frames = serialize(msg, idents, key=self._key)
-        size = sum(len(f) for f in frames)
+        size = sum(map(len, frames))
         if size > self.max_message_bytes:
             raise OversizedMessage(f"outgoing {size} bytes > cap {self.max_message_bytes}")
         socket.send_multipart(frames, flags=flags, copy=False)
@@ -501,8 +525,9 @@ class Session:
 
     def recv(self, socket: Any, flags: int = 0) -> tuple[list[bytes], Message]:
         """Receive one message; raises ``ProtocolError`` (counted) or ``zmq.Again``."""
-        # copy=False: sizes are summed on zmq.Frame objects before bytes are made
-        frames = socket.recv_multipart(flags=flags, copy=False)
+        # libzmq delivers a multipart message whole, so it is already in memory;
+        # the cap is about never parsing it (copy=True is faster for small frames)
+        frames = socket.recv_multipart(flags=flags)
         return self.deserialize(frames)
 
     def recv_safely(self, socket: Any, flags: int = 0) -> tuple[list[bytes], Message] | None:
