@@ -127,6 +127,13 @@ class JobQueue:
             if job is not None and job.state == "running":
                 job.progress = max(0.0, min(1.0, fraction))
 
+    def record_partial(self, job_id: int, result: dict[str, Any]) -> None:
+        """Keep what a running job has finished so far, so a re-run after a crash does not redo it."""
+        with db_session:
+            job = self.db.Job.get(id=job_id)
+            if job is not None:
+                job.result = result
+
     def complete(self, job_id: int, result: dict[str, Any] | None = None) -> JobInfo:
         with db_session:
             job = self._job(job_id)

@@ -328,6 +328,17 @@ class Core:
                 except OSError as exc:
                     raise _JobFailed("bad_params", f"cannot read {payload[key]}: {exc}") from None
                 params[slot_key] = len(buffers) - 1
+        done = [int(i) for i in run.job.result.get("generation_ids", [])]
+        if done:
+            # An earlier attempt finished some images: make only the rest (the seeds continue).
+            run.generation_ids = done
+            params["seed"] = payload["seed"] + len(done)
+            params["batch"] = payload["batch"] - len(done)
+            if params["batch"] <= 0:
+                result = {"generation_ids": done, "status": "done", "info": {"resumed": True}}
+                self.queue.complete(run.job.id, result)
+                self.emit(run.job.id, "done", result)
+                return
         params["preview_every"] = self.cfg["sd"]["preview_interval"]
         params["preview_size"] = self.cfg["sd"]["preview_size"]
         model_hash = await asyncio.to_thread(self._model_hash, payload["model"])
@@ -378,6 +389,7 @@ class Core:
         except RecordingError as exc:
             raise _JobFailed("recording", str(exc)) from None
         run.generation_ids.append(rec.id)
+        self.queue.record_partial(run.job.id, {"generation_ids": run.generation_ids})
         await asyncio.to_thread(make_thumbnail, rec.path, self.home.thumbnails, rec.uuid)
         if self.cfg["queue"]["auto_tag"]:
             self.queue.submit("tag", {}, priority=-10, generation_id=rec.id)
@@ -470,7 +482,7 @@ class Core:
             raise _JobFailed("bad_params", "nothing to tag from: no prompt and no vision projector")
         system = self.cfg["llm"]["system_prompts"]["tagging"]
         messages = tagging_messages(system, prompt, negative, image_png)
-        result = await self._run_chat_request(run, messages, {"json_schema": TAG_SCHEMA, "max_tokens": 200,
+        result = await self._run_chat_request(run, messages, {"json_schema": TAG_SCHEMA, "max_tokens": 400,
                                                               "temperature": 0.2})
         try:
             tags = parse_tag_answer(result.get("text", ""))

@@ -19,17 +19,20 @@ from ..db.entities import TAG_CATEGORIES, TAG_SOURCES, utcnow
 MAX_TAGS = 12
 MIN_LEN, MAX_LEN = 2, 40
 LLM_CATEGORIES = ("subject", "style", "mood")
+TAG_PATTERN = "^[a-zA-Z0-9\u00c0-\u024f][a-zA-Z0-9\u00c0-\u024f '-]{1,39}$"
 
 TAG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "tags": {
             "type": "array",
+            "minItems": 1,
             "maxItems": MAX_TAGS,
             "items": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "minLength": MIN_LEN, "maxLength": MAX_LEN},
+                    # Letters, digits, spaces and hyphens only: no control characters can slip into strings.
+                    "name": {"type": "string", "pattern": TAG_PATTERN},
                     "category": {"type": "string", "enum": list(LLM_CATEGORIES)},
                 },
                 "required": ["name", "category"],

@@ -1,0 +1,637 @@
+"""The ddtui app shell: main screens as modes, the link to the core service, themes, keys and the error log.
+
+App API for every screen (the history, presets and styles screens included):
+
+- `app.home` (`ddtui.config.Home`), `app.cfg` (`ddtui.config.Config`; replaced when settings are saved).
+- `app.db`: a Pony `Database` on the home's history.db, opened in the app process. Call it from thread
+  workers inside `db_session` (`@work(group=..., thread=True, exit_on_error=False)`).
+- `app.client`: a connected `CoreClient`, or None while the service is unreachable
+  (`app.service_reason` then says why).
+- `await app.submit(kind, params, priority=0, group="") -> dict`: queue a job (generate, upscale, tag,
+  chat) and return the job as a dict (`id`, `state`, `payload`, ...). Raises `ServiceUnavailable` when no
+  service answers and `RequestFailed` when the service refuses the request (its message says why).
+- `app.catalog(refresh=False) -> Catalog`: the model catalog, scanned once and cached (scan in a thread).
+- `app.image_protocol`: "kitty", "sixel", "halfcell" or "none"; `ImageView` (widgets/image.py) uses it.
+- `app.notify_error(title, detail)`: a notification where the user is looking; the detail goes to the error
+  log, one key (`e`) away.
+- `app.open_in_generate(params)`: fill the generate form from a history item's params and show it.
+- `app.send_to(kind, generation_id)`: kind "img2img" (init image of the generate form), "inpaint" (the same
+  for now, with a note) or "upscale" (queues an upscale job).
+- `app.worker_failed(worker)`: the one place a failed `@work` is reported; screens call it from their
+  `on_worker_state_changed` (or mix in `ReportsWorkerErrors`).
+
+Core events reach every main screen as the messages of `ddtui.tui.messages` (`JobEvent`, `JobProgress`,
+`JobPreview`, `ServiceState`, `CoreStatus`, `SettingsChanged`): handle `on_job_event` etc. in a screen.
+Main screens are built by the app with no arguments; `HistoryScreen`, `PresetsScreen` and `StylesScreen`
+are imported from `ddtui.tui.screens.{history,presets,styles}` when first shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from pony.orm import Database, db_session
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.content import Content
+from textual.screen import ModalScreen, Screen
+from textual.theme import Theme
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState
+
+from ..catalog.models import Catalog
+from ..config import Config, Home
+from ..core.client import CoreClient, RequestFailed, ServiceUnavailable
+from ..db.schema import open_database
+from .commands import DdtuiCommands
+from .keys import SCREENS, bindings_for, display_key, keymap_from_config
+from .messages import (
+    CoreStatus,
+    ErrorLogged,
+    JobEvent,
+    JobPreview,
+    JobProgress,
+    ServiceState,
+    SettingsChanged,
+)
+
+log = logging.getLogger("ddtui.tui")
+
+REPO_THEMES = Path(__file__).resolve().parents[2] / "themes"
+DEFAULT_THEME = "ddtui-dark"
+STATUS_EVERY_S = 2.0
+STATUS_TIMEOUT_S = 3.0
+
+# Mode name -> (module, class) of each main screen; imported when first shown.
+SCREEN_CLASSES: dict[str, tuple[str, str]] = {
+    "generate": ("ddtui.tui.screens.generate", "GenerateScreen"),
+    "history": ("ddtui.tui.screens.history", "HistoryScreen"),
+    "queue": ("ddtui.tui.screens.queue", "QueueScreen"),
+    "presets": ("ddtui.tui.screens.presets", "PresetsScreen"),
+    "styles": ("ddtui.tui.screens.styles", "StylesScreen"),
+    "vram": ("ddtui.tui.screens.vram", "VramScreen"),
+    "settings": ("ddtui.tui.screens.settings", "SettingsScreen"),
+}
+SCREEN_TITLES = dict(SCREENS)
+
+
+def screen_class(mode: str) -> tuple[type[Screen] | None, str]:
+    """The class of a main screen, or None with the reason it cannot be loaded."""
+    module_name, class_name = SCREEN_CLASSES[mode]
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name), ""
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None, f"{module_name} is not part of this build yet"
+        return None, f"{module_name}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one broken screen must not stop the others
+        return None, f"{module_name}: {type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------ themes
+
+THEME_FIELDS = {"name", "primary", "secondary", "warning", "error", "success", "accent", "foreground",
+                "background", "surface", "panel", "boost", "dark", "luminosity_spread", "text_alpha", "variables"}
+
+
+class ThemeFileError(ValueError):
+    """A theme file that cannot be used; the message names the file and the field."""
+
+
+def read_theme_file(path: Path) -> Theme:
+    """A Textual theme from a .toml or .json file (the fields of `textual.theme.Theme`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ThemeFileError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(data, dict):
+        raise ThemeFileError(f"{path}: a theme must be a table of fields")
+    unknown = sorted(set(data) - THEME_FIELDS)
+    if unknown:
+        raise ThemeFileError(f"{path}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(THEME_FIELDS))})")
+    data.setdefault("name", path.stem)
+    if not isinstance(data.get("primary"), str):
+        raise ThemeFileError(f"{path}: 'primary' (a colour like \"#4f8cff\") is required")
+    try:
+        theme = Theme(**data)
+        theme.to_color_system()  # parses every colour now, so a typo is reported with its file
+    except Exception as exc:  # noqa: BLE001 - Textual raises several kinds for bad colours
+        raise ThemeFileError(f"{path}: {exc}") from None
+    return theme
+
+
+def theme_dirs(home: Home) -> list[Path]:
+    """Built-in themes first, then the user's: a user's file of the same name wins."""
+    return [REPO_THEMES, home.root / "themes"]
+
+
+def load_themes(home: Home) -> tuple[list[tuple[Theme, Path]], list[str]]:
+    themes: list[tuple[Theme, Path]] = []
+    problems: list[str] = []
+    for folder in theme_dirs(home):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix in (".toml", ".json"):
+                try:
+                    themes.append((read_theme_file(path), path))
+                except ThemeFileError as exc:
+                    problems.append(str(exc))
+    return themes, problems
+
+
+# ------------------------------------------------------------------ pieces shared by screens
+
+
+@dataclass
+class ErrorEntry:
+    when: datetime
+    title: str
+    detail: str
+
+
+class ReportsWorkerErrors:
+    """Mix into a Screen: its failed workers are reported by the app (the one place that shows them)."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.app.worker_failed(event.worker)  # type: ignore[attr-defined]
+
+
+class ScreenNav(Static):
+    """The row of main screens under the header, this screen highlighted; each with its number key."""
+
+    DEFAULT_CSS = """
+    ScreenNav {
+        height: 1;
+        width: 1fr;
+        background: $panel;
+        color: $text-muted;
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.update(self._line())
+
+    def _line(self) -> Content:
+        mine = next((m for m, s in getattr(self.app, "main_screens", {}).items() if s is self.screen), "")
+        keymap = getattr(self.app, "_keymap", {}) or {}
+        parts: list[Content | str] = []
+        for n, (mode, title) in enumerate(SCREENS, start=1):
+            key = display_key(keymap.get(f"screen.{mode}", str(n)))
+            label = f" {key} {title} "
+            parts.append(Content.styled(label, "reverse bold" if mode == mine else ""))
+        parts.append(Content.styled(f"  F1 help · ^p commands", "dim"))
+        return Content.assemble(*parts)
+
+
+class MissingScreen(Screen):
+    """Stands in for a main screen whose module is not installed (yet)."""
+
+    def __init__(self, mode: str, reason: str) -> None:
+        super().__init__(name=mode)
+        self.title = SCREEN_TITLES.get(mode, mode)
+        self._reason = reason
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield ScreenNav()
+        yield Static(f"The {SCREEN_TITLES.get(self.name or '', self.name)} screen is not available.\n\n"
+                     f"{self._reason}", id="missing")
+        yield Footer()
+
+
+@dataclass
+class ServiceLink:
+    connected: bool = False
+    reason: str = "not connected yet"
+    status: dict[str, Any] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
+
+
+class DdtuiApp(ReportsWorkerErrors, App[None]):
+    """The terminal interface of one ddtui home."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ddtui"
+    BINDINGS = bindings_for("app")
+    COMMANDS = App.COMMANDS | {DdtuiCommands}
+    DEFAULT_MODE = "generate"
+    NOTIFICATION_TIMEOUT = 6
+
+    def __init__(self, home: Home, cfg: Config, *, image_protocol: str = "halfcell", connect: bool = True,
+                 db: Database | None = None, service_note: str = "", image_note: str = "") -> None:
+        super().__init__()
+        self.home = home
+        self.cfg = cfg
+        self.image_protocol = image_protocol
+        self.image_note = image_note
+        self.db: Database = db if db is not None else open_database(home.db_file)
+        self._own_db = db is None
+        self.client: CoreClient | None = None
+        self.link = ServiceLink(reason=service_note or "not connected yet")
+        self.error_log: list[ErrorEntry] = []
+        self.main_screens: dict[str, Screen] = {}
+        self._connect = connect
+        self._catalog: Catalog | None = None
+        self._theme_css: dict[str, Path] = {}
+        self.unknown_key_ids: list[str] = []
+        for mode, _title in SCREENS:
+            self.add_mode(mode, self._screen_factory(mode))
+        self._setup_themes()
+        self._apply_keymap()
+
+    # ------------------------------------------------------------------ API for screens
+
+    @property
+    def service_reason(self) -> str:
+        return "" if self.link.connected else self.link.reason
+
+    async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "") -> dict[str, Any]:
+        if self.client is None:
+            raise ServiceUnavailable(f"the ddtui service is not connected: {self.link.reason}")
+        try:
+            return await self.client.submit(kind, params, priority=priority, group=group)
+        except ServiceUnavailable as exc:
+            self._service_lost(str(exc))
+            raise
+
+    async def request(self, msg_type: str, content: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A service request other than submit (cancel_job, retry_job, set_priority, pause_queue, ...)."""
+        if self.client is None:
+            raise ServiceUnavailable(f"the ddtui service is not connected: {self.link.reason}")
+        try:
+            return await self.client.request(msg_type, content or {})
+        except ServiceUnavailable as exc:
+            self._service_lost(str(exc))
+            raise
+
+    def catalog(self, refresh: bool = False) -> Catalog:
+        if self._catalog is None or refresh:
+            self._catalog = Catalog.scan(self.cfg.model_dir)
+        return self._catalog
+
+    def notify_error(self, title: str, detail: str = "", severity: str = "error") -> None:
+        entry = ErrorEntry(datetime.now(), title, detail or title)
+        self.error_log.append(entry)
+        del self.error_log[:-200]
+        key = self._key_for("app.errors", "e")
+        self.notify(f"{detail.splitlines()[0][:160] if detail else ''}\n[dim]{key}: details[/]".strip(),
+                    title=title, severity=severity, timeout=10 if severity == "error" else 6)  # type: ignore[arg-type]
+        self.post_message(ErrorLogged(title, entry.detail))
+
+    def worker_failed(self, worker: Worker) -> None:
+        error = worker.error
+        detail = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else str(error)
+        short = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+        self.notify_error(f"{(worker.group or worker.name or 'task').replace('-', ' ')} failed",
+                          f"{short}\n\n{detail}")
+
+    def open_in_generate(self, params: dict[str, Any]) -> None:
+        self.show_main("generate")
+        self.main_screens["generate"].load_params(params)  # type: ignore[attr-defined]
+
+    def send_to(self, kind: str, generation_id: int) -> None:
+        if kind not in ("img2img", "inpaint", "upscale"):
+            raise ValueError(f"send_to kind must be img2img, inpaint or upscale, got {kind!r}")
+        if kind == "upscale":
+            self._submit_upscale(generation_id)
+        else:
+            self._send_to_generate(kind, generation_id)
+
+    # ------------------------------------------------------------------ screens
+
+    def _screen_factory(self, mode: str) -> Callable[[], Screen]:
+        def make() -> Screen:
+            cls, reason = screen_class(mode)
+            screen: Screen = cls() if cls is not None else MissingScreen(mode, reason)
+            self.main_screens[mode] = screen
+            return screen
+
+        return make
+
+    def show_main(self, mode: str) -> None:
+        while isinstance(self.screen, ModalScreen):
+            self.pop_screen()
+        self.switch_mode(mode)
+
+    def action_show_screen(self, mode: str) -> None:
+        self.show_main(mode)
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_errors(self) -> None:
+        from .screens.errors import ErrorLogScreen
+
+        if not isinstance(self.screen, ErrorLogScreen):
+            self.push_screen(ErrorLogScreen())
+
+    def action_pick_theme(self) -> None:
+        self.search_themes()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # ours is in the ddtui provider, with its key
+                yield command
+
+    def _key_for(self, binding_id: str, default: str) -> str:
+        from .keys import display_key
+
+        return display_key(self._keymap.get(binding_id, default)) if hasattr(self, "_keymap") else default
+
+    # ------------------------------------------------------------------ keys
+
+    def _apply_keymap(self) -> None:
+        known: set[str] = set()
+        for mode in ("history", "presets", "styles"):
+            cls, _ = screen_class(mode)
+            for b in getattr(cls, "BINDINGS", []) if cls else []:
+                if isinstance(b, Binding) and b.id:
+                    known.add(b.id)
+        keymap, unknown = keymap_from_config(self.cfg["ui"]["keys"], known)
+        self.unknown_key_ids = unknown
+        self.set_keymap(keymap)
+
+    # ------------------------------------------------------------------ themes
+
+    def _setup_themes(self) -> None:
+        themes, problems = load_themes(self.home)
+        for theme, path in themes:
+            self.register_theme(theme)
+            css = path.with_suffix(".tcss")
+            if css.is_file():
+                self._theme_css[theme.name] = css
+                self.css_path.append(css)
+        self._theme_problems = problems
+        wanted = self.cfg["ui"]["theme"] or DEFAULT_THEME
+        self._theme_missing = wanted if wanted not in self.available_themes else ""
+        name = wanted if not self._theme_missing else (DEFAULT_THEME if DEFAULT_THEME in self.available_themes
+                                                       else "textual-dark")
+        self.theme = name
+        self.add_class(f"-theme-{name}")
+
+    def _on_theme_changed(self, theme: Theme) -> None:
+        for cls in [c for c in self.classes if c.startswith("-theme-")]:
+            self.remove_class(cls)
+        self.add_class(f"-theme-{theme.name}")
+        if self.cfg["ui"]["theme"] != theme.name:
+            self.cfg.data["ui"]["theme"] = theme.name
+            self._save_config()
+
+    @work(group="save-config", thread=True, exit_on_error=False, exclusive=True)
+    def _save_config(self) -> None:
+        self.cfg.save()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._on_theme_changed)
+        for problem in self._theme_problems:
+            self.notify_error("A theme file was skipped", problem, severity="warning")
+        if self._theme_missing:
+            self.notify_error("Unknown theme", f"ui.theme is {self._theme_missing!r}; themes: "
+                              f"{', '.join(sorted(self.available_themes))}", severity="warning")
+        if self.unknown_key_ids:
+            self.notify_error("Unknown key ids in ui.keys", "These binding ids are not known: "
+                              f"{', '.join(self.unknown_key_ids)}. Press F1 for the ids.", severity="warning")
+        self._update_sub_title()
+        if self._connect:
+            self.connect_service()
+            self.set_interval(STATUS_EVERY_S, self._poll_status)
+        elif self.link.reason:
+            self.post_message(ServiceState(False, self.link.reason))
+
+    async def on_unmount(self) -> None:
+        generate = self.main_screens.get("generate")
+        if generate is not None and hasattr(generate, "form_for_saving"):
+            try:
+                await asyncio.to_thread(generate.save_form, generate.form_for_saving())  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - the app is closing; a lost form is not worth a traceback
+                log.exception("could not save the generate form")
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self._own_db:
+            self.db.disconnect()
+
+    # ------------------------------------------------------------------ the service link
+
+    @work(group="service-start", exclusive=True, exit_on_error=False)
+    async def start_service(self) -> None:
+        """Start the service when none answers (as launch does), then attach to it."""
+        from ..core.client import ensure_service
+
+        if self.client is not None:
+            self.notify("Already connected to the service.")
+            return
+        self.notify("Starting the ddtui service…", timeout=3)
+        try:
+            await ensure_service(self.home)
+        except ServiceUnavailable as exc:
+            self.notify_error("The service could not start", str(exc))
+            return
+        self.connect_service()
+
+    @work(group="service", exclusive=True, exit_on_error=False)
+    async def connect_service(self) -> None:
+        try:
+            client = CoreClient(self.home)
+        except ServiceUnavailable as exc:
+            self._set_link(False, str(exc))
+            return
+        try:
+            await client.subscribe()
+            status = await client.request("core_status", timeout=STATUS_TIMEOUT_S)
+        except (ServiceUnavailable, RequestFailed, OSError) as exc:
+            await client.close()
+            self._set_link(False, str(exc))
+            return
+        self.client = client
+        self._set_link(True)
+        self._take_status(status)
+        self.read_events(client)
+
+    @work(group="events", exclusive=True, exit_on_error=False)
+    async def read_events(self, client: CoreClient) -> None:
+        while True:
+            event, buffers = await client.events.get()
+            message = self._message_for(event, buffers)
+            if message is not None:
+                self.post_message(message)
+
+    @staticmethod
+    def _message_for(event: dict[str, Any], buffers: list[bytes]) -> JobEvent | JobProgress | JobPreview | None:
+        kind = event.get("event", "")
+        job_id = str(event.get("job_id", ""))
+        data = event.get("data") or {}
+        if kind == "progress":
+            return JobProgress.from_event(job_id, data)
+        if kind == "preview":
+            if not buffers:
+                return None
+            return JobPreview(job_id, buffers[0], int(data.get("step", 0) or 0), int(data.get("width", 0) or 0),
+                              int(data.get("height", 0) or 0))
+        return JobEvent(job_id, kind, dict(data)) if kind else None
+
+    def _poll_status(self) -> None:
+        self.poll_status()
+
+    @work(group="status", exclusive=True, exit_on_error=False)
+    async def poll_status(self) -> None:
+        if self.client is None:
+            from ..core.client import ping
+
+            if await ping(self.home, timeout=1.0):
+                self.connect_service()
+            return
+        try:
+            status = await self.client.request("core_status", timeout=STATUS_TIMEOUT_S)
+        except (ServiceUnavailable, RequestFailed) as exc:
+            self._service_lost(str(exc))
+            return
+        self._take_status(status)
+
+    def _service_lost(self, reason: str) -> None:
+        if self.client is None:
+            return
+        client, self.client = self.client, None
+        self.workers.cancel_group(self, "events")
+        self.run_worker(client.close(), group="service-close", exit_on_error=False)
+        self._set_link(False, f"{reason} (reconnecting when it answers again)")
+        self.notify_error("Lost the ddtui service", reason, severity="warning")
+
+    def _set_link(self, connected: bool, reason: str = "") -> None:
+        self.link.connected = connected
+        self.link.reason = reason
+        self._update_sub_title()
+        self.post_message(ServiceState(connected, reason))
+
+    def _take_status(self, status: dict[str, Any]) -> None:
+        self.link.status = status
+        for worker in status.get("workers", []):
+            name = worker.get("name", "?")
+            restarts = int(worker.get("restarts", 0) or 0)
+            state = worker.get("state", "")
+            before = self.link.restarts.get(name)
+            error = worker.get("last_error", "") or ""
+            if before is not None and restarts > before and "cancelled at once" not in error:
+                self.notify_error(f"Worker {name} restarted", error or "it stopped answering", severity="warning")
+            if state == "failed" and self.link.states.get(name) != "failed":
+                self.notify_error(f"Worker {name} stopped", error or "too many crashes")
+            self.link.restarts[name] = restarts
+            self.link.states[name] = state
+        self._update_sub_title()
+        self.post_message(CoreStatus(status))
+
+    def _update_sub_title(self) -> None:
+        if not self.link.connected:
+            self.sub_title = "service offline"
+            return
+        st = self.link.status
+        running, queued = len(st.get("running", [])), int(st.get("queued", 0) or 0)
+        workers = st.get("workers", [])
+        ready = sum(1 for w in workers if w.get("state") in ("idle", "busy"))
+        paused = " · PAUSED" if st.get("paused") else ""
+        self.sub_title = f"{ready}/{len(workers)} workers · {running} running · {queued} queued{paused}"
+
+    # ------------------------------------------------------------------ events in, forwarded
+
+    def forward(self, message: JobEvent | JobProgress | JobPreview | ServiceState | CoreStatus | SettingsChanged
+                ) -> None:
+        """Post a copy of a shared message to every main screen that exists."""
+        for screen in list(self.main_screens.values()):
+            if screen.is_attached:
+                screen.post_message(message.copy())
+
+    def on_job_event(self, message: JobEvent) -> None:
+        if message.event == "failed":
+            d = message.data
+            self.notify_error(f"Job {message.job_id} failed", f"{d.get('reason', '')}: {d.get('message', '')}"
+                              f"\n(after {d.get('attempts', '?')} attempt(s))")
+        elif message.event in ("queue_paused", "queue_resumed"):
+            self.link.status["paused"] = message.event == "queue_paused"
+            self._update_sub_title()
+        self.forward(message)
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        self.forward(message)
+
+    def on_job_preview(self, message: JobPreview) -> None:
+        self.forward(message)
+
+    def on_service_state(self, message: ServiceState) -> None:
+        if not message.connected and message.reason:
+            self.notify(f"History browsing still works.\n{message.reason}", title="Service not connected",
+                        severity="warning", timeout=8)
+        self.forward(message)
+
+    def on_core_status(self, message: CoreStatus) -> None:
+        self.forward(message)
+
+    def on_error_logged(self, message: ErrorLogged) -> None:
+        if self.screen not in self.main_screens.values():  # the error log itself may be open
+            self.screen.post_message(message.copy())
+
+    @on(SettingsChanged)
+    def _settings_changed(self, message: SettingsChanged) -> None:
+        if any(key.startswith("ui.keys") for key in message.changed):
+            self._apply_keymap()
+        if "ui.theme" in message.changed and self.cfg["ui"]["theme"] in self.available_themes:
+            self.theme = self.cfg["ui"]["theme"]
+        if any(key.startswith("paths.") for key in message.changed):
+            self._catalog = None
+        self.forward(message)
+
+    # ------------------------------------------------------------------ send-to
+
+    @work(group="send-to", thread=True, exit_on_error=False)
+    def _send_to_generate(self, kind: str, generation_id: int) -> None:
+        with db_session:
+            gen = self.db.Generation.get(id=generation_id)
+            if gen is None:
+                raise LookupError(f"no history item #{generation_id}")
+            stored, params = gen.path, dict(gen.params)
+        path = Path(stored) if Path(stored).is_absolute() else self.cfg.output_dir / stored
+        self.call_from_thread(self._init_image_ready, kind, generation_id, path, params)
+
+    def _init_image_ready(self, kind: str, generation_id: int, path: Path, params: dict[str, Any]) -> None:
+        self.show_main("generate")
+        self.main_screens["generate"].set_init_image(path, generation_id, params)  # type: ignore[attr-defined]
+        if kind == "inpaint":
+            self.notify(f"#{generation_id} is the init image. There is no mask editor yet: this runs as img2img.",
+                        title="Inpaint", severity="warning")
+        else:
+            self.notify(f"#{generation_id} is the init image (img2img).", title="Sent to Generate")
+
+    @work(group="send-to", exit_on_error=False)
+    async def _submit_upscale(self, generation_id: int) -> None:
+        try:
+            job = await self.submit("upscale", {"generation_id": generation_id})
+        except (ServiceUnavailable, RequestFailed) as exc:
+            self.notify_error(f"Cannot upscale #{generation_id}", str(exc))
+            return
+        self.notify(f"Upscaling #{generation_id}: job {job['id']} queued.", title="Upscale")
+
+
+def build_app(home: Home, cfg: Config, **kwargs: Any) -> DdtuiApp:
+    return DdtuiApp(home, cfg, **kwargs)
+
+
+__all__ = ["DdtuiApp", "ErrorEntry", "MissingScreen", "ReportsWorkerErrors", "ScreenNav", "build_app"]

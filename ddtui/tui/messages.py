@@ -1,0 +1,113 @@
+"""The messages the app shell shares with every screen: core job events, service state, errors.
+
+The app reads the core's event stream and posts one of these per event to itself and to each main screen
+(`DdtuiApp.forward`). Progress and preview events come in floods; their classes `can_replace` a pending
+message of the same job, so a busy screen only ever draws the newest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from textual.message import Message
+
+
+class _Copyable:
+    """A fresh message with the same fields, so one event can be posted to several screens."""
+
+    def copy(self) -> Message:  # type: ignore[misc]
+        return replace(self)  # type: ignore[type-var]
+
+
+@dataclass
+class JobEvent(_Copyable, Message):
+    """A job event other than progress and previews: queued, started, image, done, failed, retrying,
+    cancelled, tagged, token, priority, queue_paused, queue_resumed (`event`), with its `data`."""
+
+    job_id: str
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.event in ("done", "failed", "cancelled")
+
+
+@dataclass
+class JobProgress(_Copyable, Message):
+    """Where a running job is: step of steps, the phase, the image of the batch, the job's fraction."""
+
+    job_id: str
+    step: int = 0
+    steps: int = 0
+    phase: str = ""
+    image: int = 0
+    batch: int = 1
+    fraction: float = 0.0
+    elapsed: float = 0.0
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, JobProgress) and message.job_id == self.job_id
+
+    @classmethod
+    def from_event(cls, job_id: str, data: dict[str, Any]) -> "JobProgress":
+        def num(key: str, default: float, kind: type = float) -> Any:
+            try:
+                return kind(data.get(key, default))
+            except (TypeError, ValueError):
+                return kind(default)
+
+        return cls(job_id, num("step", 0, int), num("steps", 0, int), str(data.get("phase", "")),
+                   num("image", 0, int), max(1, num("batch", 1, int)), num("fraction", 0.0), num("elapsed", 0.0))
+
+
+@dataclass
+class JobPreview(_Copyable, Message):
+    """A live preview of a running job: PNG bytes, small (sd.preview_size)."""
+
+    job_id: str
+    png: bytes
+    step: int = 0
+    width: int = 0
+    height: int = 0
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, JobPreview) and message.job_id == self.job_id
+
+
+@dataclass
+class ServiceState(_Copyable, Message):
+    """The app's link to the core service changed: `connected`, and the reason when it is not."""
+
+    connected: bool
+    reason: str = ""
+
+
+@dataclass
+class CoreStatus(_Copyable, Message):
+    """A fresh `core_status` answer: workers (with pids, states, restarts, loaded models) and the queue."""
+
+    status: dict[str, Any]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CoreStatus)
+
+
+@dataclass
+class ErrorLogged(_Copyable, Message):
+    """Something went wrong and was added to the error log (the `e` screen)."""
+
+    title: str
+    detail: str
+
+
+@dataclass
+class SettingsChanged(_Copyable, Message):
+    """config.json was saved from the settings screen; `changed` lists the dotted keys that differ."""
+
+    changed: list[str] = field(default_factory=list)
+
+
+FORWARDED: tuple[type[Message], ...] = (JobEvent, JobProgress, JobPreview, ServiceState, CoreStatus,
+                                        SettingsChanged)

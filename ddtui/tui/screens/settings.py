@@ -1,0 +1,265 @@
+"""The settings screen: every config.json value as a field, checked with `ddtui.config.validate` on save.
+
+A value that cannot be used is reported next to its field with the validator's own words, and nothing is
+written until every field is right. Interface settings (theme, keys, image protocol) apply at once; the
+service reads the rest when it starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch, TextArea
+
+from ...config import DEFAULTS, ConfigError, validate, write_json_atomic
+from ..app import ReportsWorkerErrors, ScreenNav
+from ..keys import bindings_for
+from ..messages import SettingsChanged
+from ..widgets.image import CHOICES as IMAGE_CHOICES
+
+HELP: dict[str, str] = {
+    "paths.model_dir": "empty: <home>/models",
+    "paths.output_dir": "empty: <home>/outputs",
+    "sd.default_model": "relative to the model folder, e.g. stable-diffusion/x.safetensors",
+    "sd.threads": "0: chosen from the CPU count",
+    "sd.preview_interval": "a live preview every N steps; 0 turns previews off",
+    "sd.preview_size": "pixels, at least 16",
+    "llm.threads": "0: chosen from the CPU count",
+    "llm.idle_timeout": "seconds before an idle LLM is unloaded; 0 keeps it",
+    "workers.remote": "JSON list of {name, endpoint: tcp://host:port, server_key, kind: sd|llm}",
+    "ui.theme": "also ctrl+t, or 'Theme' in the command palette",
+    "ui.image_protocol": "auto, kitty, sixel, halfcell or none; applies at the next start",
+    "ui.keys": 'JSON object: binding id -> key, e.g. {"generate.submit": "ctrl+s"} (ids: F1)',
+}
+SERVICE_SECTIONS = ("paths", "llm", "sd", "workers", "queue", "timeouts")
+
+
+def leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, default) for every editable value; ui.keys and lists are single JSON fields."""
+    for key, value in node.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and dotted != "ui.keys":
+            yield from leaves(value, dotted)
+        else:
+            yield dotted, value
+
+
+def field_id(dotted: str) -> str:
+    return "f-" + dotted.replace(".", "--")
+
+
+def error_id(dotted: str) -> str:
+    return "e-" + dotted.replace(".", "--")
+
+
+def get_dotted(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def flat(data: dict[str, Any]) -> dict[str, str]:
+    return {key: json.dumps(get_dotted(data, key), sort_keys=True) for key, _ in leaves(DEFAULTS)}
+
+
+class SettingsScreen(ReportsWorkerErrors, Screen):
+    """Edit config.json; ctrl+s checks and saves, ctrl+r goes back to what is saved."""
+
+    CSS_PATH = "settings.tcss"
+    TITLE = "Settings"
+    BINDINGS = bindings_for("settings")
+
+    def __init__(self) -> None:
+        super().__init__(name="settings")
+        self.keys = [key for key, _ in leaves(DEFAULTS)]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield ScreenNav()
+        yield Static("", id="settings-summary")
+        with VerticalScroll(id="settings-form"):
+            section = ""
+            for dotted, default in leaves(DEFAULTS):
+                head = dotted.split(".")[0]
+                if head != section:
+                    section = head
+                    note = "  [dim](read by the service when it starts)[/]" if head in SERVICE_SECTIONS else ""
+                    yield Label(f"[b]{head}[/b]{note}", classes="section")
+                with Vertical(classes="setting"):
+                    hint = HELP.get(dotted, "")
+                    yield Label(f"{dotted}" + (f"  [dim]{hint}[/]" if hint else ""), classes="setting-label")
+                    yield self._field(dotted, default)
+                    yield Static("", id=error_id(dotted), classes="field-error")
+        yield Footer()
+
+    def _field(self, dotted: str, default: Any) -> Widget:
+        fid = field_id(dotted)
+        if dotted == "ui.image_protocol":
+            return Select([(c, c) for c in IMAGE_CHOICES], id=fid, allow_blank=False)
+        if dotted == "ui.theme":
+            names = sorted(self.app.available_themes)
+            return Select([(n, n) for n in names], id=fid, allow_blank=False)
+        if isinstance(default, bool):
+            return Switch(id=fid)
+        if isinstance(default, str) and len(default) > 60:
+            return TextArea(id=fid, soft_wrap=True, classes="long", tab_behavior="focus")
+        if isinstance(default, (dict, list)):
+            return Input(id=fid, placeholder="JSON")
+        if isinstance(default, int):
+            return Input(id=fid, type="integer")
+        if isinstance(default, float):
+            return Input(id=fid, type="number")
+        return Input(id=fid)
+
+    def on_mount(self) -> None:
+        self.fill(self.app.cfg.data)  # type: ignore[attr-defined]
+        self.query_one("#settings-summary", Static).update(
+            f"{self.app.cfg.path}  [dim]ctrl+s: check and save · ctrl+r: revert[/]")  # type: ignore[attr-defined]
+
+    def fill(self, data: dict[str, Any]) -> None:
+        for dotted in self.keys:
+            value = get_dotted(data, dotted)
+            widget = self.query_one(f"#{field_id(dotted)}")
+            if isinstance(widget, Switch):
+                widget.value = bool(value)
+            elif isinstance(widget, Select):
+                if value in [v for v in (IMAGE_CHOICES if dotted == "ui.image_protocol"
+                                         else sorted(self.app.available_themes))]:
+                    widget.value = value
+            elif isinstance(widget, TextArea):
+                widget.load_text(str(value))
+            elif isinstance(widget, Input):
+                widget.value = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+            self._field_error(dotted, "")
+
+    # ------------------------------------------------------------------ reading and checking
+
+    def read_form(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The form as config data, and per-field errors for values that are not even the right type."""
+        data: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for dotted, default in leaves(DEFAULTS):
+            widget = self.query_one(f"#{field_id(dotted)}")
+            if isinstance(widget, Switch):
+                value: Any = widget.value
+            elif isinstance(widget, Select):
+                value = widget.value if isinstance(widget.value, str) else default
+            elif isinstance(widget, TextArea):
+                value = widget.text
+            else:
+                text = widget.value.strip() if isinstance(widget, Input) else ""
+                value = text
+                if isinstance(default, (dict, list)):
+                    try:
+                        value = json.loads(text or ("{}" if isinstance(default, dict) else "[]"))
+                    except json.JSONDecodeError as exc:
+                        errors[dotted] = f"not valid JSON: {exc.msg} at column {exc.colno}"
+                        continue
+                elif isinstance(default, bool):
+                    pass
+                elif isinstance(default, int):
+                    try:
+                        value = int(text)
+                    except ValueError:
+                        errors[dotted] = f"must be a whole number, got {text!r}"
+                        continue
+                elif isinstance(default, float):
+                    try:
+                        value = float(text)
+                    except ValueError:
+                        errors[dotted] = f"must be a number, got {text!r}"
+                        continue
+            set_dotted(data, dotted, value)
+        return data, errors
+
+    def field_of(self, message: str) -> str:
+        """The form field a validation message is about (its first quoted dotted key)."""
+        for quoted in re.findall(r"'([A-Za-z_][\w.\[\]]*)'", message):
+            key = re.sub(r"\[\d+\].*$", "", quoted)
+            while key:
+                if key in self.keys:
+                    return key
+                key = key.rpartition(".")[0]
+        return ""
+
+    def action_save(self) -> None:
+        for dotted in self.keys:
+            self._field_error(dotted, "")
+        data, errors = self.read_form()
+        path = self.app.cfg.path or self.app.home.config_file  # type: ignore[attr-defined]
+        if not errors:
+            try:
+                merged = validate(data, path)
+            except ConfigError as exc:
+                message = str(exc).replace(f"{path}: ", "")
+                key = self.field_of(message)
+                errors[key or "_"] = message
+        if errors:
+            for dotted, message in errors.items():
+                if dotted in self.keys:
+                    self._field_error(dotted, message)
+            first = next(iter(errors))
+            summary = f"Not saved: {len(errors)} problem(s). {first}: {errors[first]}"
+            self.query_one("#settings-summary", Static).update(f"[b red]{summary}[/]")
+            if first in self.keys:
+                self.query_one(f"#{field_id(first)}").focus()
+            self.notify(summary, title="Settings", severity="error")
+            return
+        self.write(merged)
+
+    @work(group="settings-save", thread=True, exit_on_error=False, exclusive=True)
+    def write(self, merged: dict[str, Any]) -> None:
+        cfg = self.app.cfg  # type: ignore[attr-defined]
+        before = flat(cfg.data)
+        write_json_atomic(cfg.path or self.app.home.config_file, merged)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._saved, before, merged)
+
+    def _saved(self, before: dict[str, str], merged: dict[str, Any]) -> None:
+        cfg = self.app.cfg  # type: ignore[attr-defined]
+        cfg.data = merged
+        after = flat(merged)
+        changed = [k for k in after if after[k] != before.get(k)]
+        service = [k for k in changed if k.split(".")[0] in SERVICE_SECTIONS]
+        note = (" The service reads " + ", ".join(service[:4]) + (" …" if len(service) > 4 else "")
+                + " when it starts again (ddtui serve --stop, then start ddtui).") if service else ""
+        self.query_one("#settings-summary", Static).update(
+            f"[green]Saved[/] {cfg.path} · {len(changed)} change(s).{note}")
+        self.notify(f"{len(changed)} change(s) saved.{note}", title="Settings")
+        self.app.post_message(SettingsChanged(changed))
+
+    def action_revert(self) -> None:
+        self.fill(self.app.cfg.data)  # type: ignore[attr-defined]
+        self.query_one("#settings-summary", Static).update("Reverted to the saved file.")
+
+    def on_settings_changed(self, message: SettingsChanged) -> None:
+        if "ui.theme" in message.changed:
+            self.fill(self.app.cfg.data)  # type: ignore[attr-defined]
+
+    @on(Input.Changed)
+    def _clear_error(self, event: Input.Changed) -> None:
+        if event.input.id and event.input.id.startswith("f-"):
+            self._field_error(event.input.id[2:].replace("--", "."), "")
+
+    def _field_error(self, dotted: str, message: str) -> None:
+        try:
+            box = self.query_one(f"#{error_id(dotted)}", Static)
+        except Exception:  # noqa: BLE001 - an unknown key from the validator has no field
+            return
+        box.update(message)
+        box.set_class(bool(message), "-shown")
