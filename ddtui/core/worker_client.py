@@ -65,7 +65,7 @@ class JobEvents:
         self.client = client
         self.msg_id = msg_id
         self.job_id = job_id
-        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.queue: asyncio.Queue[Message | None] = asyncio.Queue()  # None: the client was closed
         self.final: Message | None = None
 
     def __aiter__(self) -> AsyncIterator[Message]:
@@ -74,6 +74,8 @@ class JobEvents:
     async def _iterate(self) -> AsyncIterator[Message]:
         while self.final is None or not self.queue.empty():
             msg = await self.queue.get()
+            if msg is None:
+                raise ConnectionError(f"worker client closed before job {self.job_id} ended")
             if msg.msg_type in FINAL_EVENTS:
                 self.final = msg
             yield msg
@@ -123,7 +125,7 @@ class WorkerClient:
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._streams: dict[str, JobEvents] = {}
-        self._events: asyncio.Queue[Message] = asyncio.Queue()
+        self._events: asyncio.Queue[Message | None] = asyncio.Queue()  # None: the client was closed
         self._seq = itertools.count(1)
         self.last_seen: float | None = None  # monotonic time of the last verified event
         self.last_heartbeat: Message | None = None
@@ -154,10 +156,18 @@ class WorkerClient:
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("worker client closed"))
+        try:
+            for fut in self._waiters.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("worker client closed"))
+            # wake whoever iterates: open job streams and events() end instead of waiting forever
+            for stream in self._streams.values():
+                stream.queue.put_nowait(None)
+            self._events.put_nowait(None)
+        except RuntimeError:  # closed after its event loop: nobody is left waiting
+            pass
         self._waiters.clear()
+        self._streams.clear()
 
     async def __aenter__(self) -> WorkerClient:
         await self.connect()
@@ -212,11 +222,17 @@ class WorkerClient:
 
     async def events(self) -> AsyncIterator[Message]:
         """Events nobody else claimed, as they arrive (ends when the client is closed)."""
-        while not self.closed:
-            yield await self._events.get()
+        while True:
+            msg = await self._events.get()
+            if msg is None:
+                return
+            yield msg
 
     async def next_event(self, timeout: float | None = None) -> Message:
-        return await asyncio.wait_for(self._events.get(), timeout)
+        msg = await asyncio.wait_for(self._events.get(), timeout)
+        if msg is None:
+            raise ConnectionError("worker client closed")
+        return msg
 
     # ------------------------------------------------------------------ sending
     async def request(
