@@ -182,3 +182,42 @@ def test_cli_without_service_needs(demo_home, tmp_path):
     r = ddtui(demo_home, "queue", "list", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == {"paused": False, "jobs": []}
     assert ddtui(demo_home, "serve", "--status").returncode == 3
+
+
+def test_headless_remote_worker_serves_a_client_home(tmp_path, demo_models):
+    """`ddtui worker sd --listen tcp://...` on one home; another home's service uses it over CURVE."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, make_home
+
+    box = make_home(tmp_path / "gpu-box", demo_models)
+    desk = make_home(tmp_path / "desk", demo_models)
+    assert ddtui(box, "keys", "init").returncode == 0
+    assert ddtui(desk, "keys", "init").returncode == 0
+    assert ddtui(box, "keys", "allow", str(desk / "keys" / "client.key"), "--name", "desk").returncode == 0
+    shutil.copy(box / "keys" / "server.key", desk / "keys" / "gpu-box.key")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = subprocess.Popen([sys.executable, "-m", "ddtui", "--home", str(box), "worker", "sd",
+                               "--listen", f"tcp://127.0.0.1:{port}", "--threads", "1"], cwd=ROOT)
+    config = json.loads((desk / "config.json").read_text())
+    config["workers"].update(local_sd=False, remote=[{"name": "gpu-box", "kind": "sd",
+                                                     "endpoint": f"tcp://127.0.0.1:{port}",
+                                                     "server_key": "keys/gpu-box.key"}])
+    (desk / "config.json").write_text(json.dumps(config))
+    svc = Service(desk)
+    try:
+        svc.start()
+        names = {w["name"]: w for w in svc.status()["workers"]}
+        assert names["gpu-box"]["state"] == "idle" and not names["gpu-box"]["local"]
+        r = ddtui(desk, "generate", "made on another box", "--seed", "5", "--json")
+        assert r.returncode == 0, r.stderr
+        assert [e["seed"] for e in lines(r.stdout) if e["event"] == "image"] == [5]
+    finally:
+        svc.stop()
+        worker.terminate()
+        worker.wait(20)
