@@ -482,8 +482,9 @@ class Core:
             raise _JobFailed("bad_params", "nothing to tag from: no prompt and no vision projector")
         system = self.cfg["llm"]["system_prompts"]["tagging"]
         messages = tagging_messages(system, prompt, negative, image_png)
+        # Not streamed: nobody watches tagging tokens, and one reply is cheaper than hundreds of events.
         result = await self._run_chat_request(run, messages, {"json_schema": TAG_SCHEMA, "max_tokens": 400,
-                                                              "temperature": 0.2})
+                                                              "stream": False, "temperature": 0.2})
         try:
             tags = parse_tag_answer(result.get("text", ""))
         except TaggingError as exc:
@@ -503,6 +504,8 @@ class Core:
             self.queue.complete(job.id, {})
         except Exception as exc:  # noqa: BLE001 - a bad file fails its own job only
             self.queue.fail(job.id, f"thumbnail: {exc}", retry=False)
+        finally:
+            self.wake()  # a slot is free: dispatch the next one now, not at the next tick
 
     def import_paths(self, paths: list[str]) -> Any:
         report = self.importer.import_paths(paths)
