@@ -1,0 +1,53 @@
+"""The supervisor under real crashes: kill -9 a worker mid-job, and a worker that keeps crashing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from tests.conftest import Service, ddtui, make_home
+from tests.integration.test_core import history, jobs, wait_for
+
+
+def sd_worker(svc: Service) -> dict:
+    return next(w for w in svc.status()["workers"] if w["kind"] == "sd")
+
+
+def test_kill_worker_mid_job_then_next_job_succeeds(service):
+    home = service.home
+    job_id = json.loads(ddtui(home, "generate", "crash me", "-n", "6", "--seed", "10", "--no-wait",
+                              "--json").stdout)["job_id"]
+    wait_for(lambda: len(history(home)) >= 1, timeout=60)
+    os.kill(sd_worker(service)["pid"], signal.SIGKILL)
+    # The job gets a definite state: re-queued with the attempt counted, then finished on the new worker.
+    wait_for(lambda: jobs(home)[job_id][1] == "done", timeout=120)
+    _, state, attempts, result = jobs(home)[job_id]
+    assert attempts == 2 and len(result["generation_ids"]) == 6
+    seeds = sorted(h[1] for h in history(home))
+    assert seeds == [10, 11, 12, 13, 14, 15]  # nothing lost, nothing made twice
+    w = sd_worker(service)
+    assert w["restarts"] == 1 and w["state"] == "idle" and "exited" in w["last_error"]
+    assert ddtui(home, "generate", "after the crash", "--seed", "1").returncode == 0
+
+
+def test_a_worker_that_keeps_crashing_is_left_stopped(tmp_path, demo_models):
+    home = make_home(tmp_path / "home", demo_models, workers={"max_restarts": 2, "restart_window": 300.0})
+    svc = Service(home).start()
+    try:
+        for n in range(3):
+            w = wait_for(lambda: (lambda w: w if w["state"] == "idle" and w["pid"] else None)(sd_worker(svc)),
+                         timeout=60)
+            os.kill(w["pid"], signal.SIGKILL)
+            wait_for(lambda: sd_worker(svc)["restarts"] == n + 1, timeout=30)
+        w = wait_for(lambda: (lambda w: w if w["state"] == "failed" else None)(sd_worker(svc)), timeout=30)
+        assert "stopped after 3 crashes" in w["last_error"]
+        time.sleep(2)
+        assert sd_worker(svc)["state"] == "failed"  # not restarted forever
+        # The LLM worker is unaffected.
+        assert next(x for x in svc.status()["workers"] if x["kind"] == "llm")["state"] == "idle"
+        r = ddtui(home, "serve", "--status")
+        assert "stopped after 3 crashes" in r.stdout
+    finally:
+        svc.stop()
