@@ -178,7 +178,7 @@ class Core:
         run = self.runs.get(job_id)
         if run is not None and run.slot.client is not None:
             if now:
-                await self.supervisor.restart(run.slot, f"job {job_id} cancelled at once")
+                await self.supervisor.restart(run.slot, f"job {job_id} cancelled at once", crash=False)
             else:
                 await run.slot.client.request("cancel", {"job_id": str(job_id)})
         self.emit(job_id, "cancelled", {"now": now})
@@ -226,7 +226,22 @@ class Core:
             except asyncio.TimeoutError:
                 pass
 
+    def _unload_idle_llms(self) -> None:
+        """Free an LLM that has not been used for `llm.idle_timeout` seconds (a fresh worker holds no model)."""
+        limit = self.cfg["llm"]["idle_timeout"]
+        if not limit:
+            return
+        now = time.monotonic()
+        for slot in self.supervisor.slots:
+            if (slot.kind == "llm" and slot.local and slot.state == "idle" and slot.loaded
+                    and slot.last_used and now - slot.last_used > limit):
+                slot.loaded = None
+                slot.state = "unloading"  # not idle: nothing is dispatched to it meanwhile
+                self._tasks.append(asyncio.create_task(
+                    self.supervisor.restart(slot, f"unloaded after {limit} s idle", crash=False), name="unload"))
+
     def _dispatch_once(self) -> None:
+        self._unload_idle_llms()
         # Thumbnails are the core's own work; a few at a time off the loop.
         thumbs_running = sum(1 for t in self._tasks if t.get_name().startswith("thumb") and not t.done())
         while thumbs_running < 2:
@@ -273,6 +288,7 @@ class Core:
             self._fail(run, "internal", f"{type(exc).__name__}: {exc}")
         finally:
             self.runs.pop(job.id, None)
+            slot.last_used = time.monotonic()
             if slot.job_id == job.id:
                 slot.job_id = None
                 if slot.state == "busy":

@@ -34,7 +34,7 @@ class WorkerSlot:
     curve: tuple[bytes, bytes, bytes] | None = None  # client secret, client public, server public
     client: WorkerClient | None = None
     process: LocalWorkerProcess | None = None
-    state: str = "stopped"  # starting, idle, busy, restarting, stopped, failed
+    state: str = "stopped"  # starting, idle, busy, unloading, restarting, stopped, failed
     job_id: int | None = None
     loaded: dict[str, Any] | None = None  # the last load_model request, replayed after a restart
     hello: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +43,7 @@ class WorkerSlot:
     last_error: str = ""
     last_rtt_ms: float = 0.0
     last_seen: float = 0.0
+    last_used: float = 0.0  # monotonic time its last job ended (idle LLMs are unloaded after a while)
 
     @property
     def job_types(self) -> tuple[str, ...]:
@@ -111,6 +112,8 @@ class Supervisor:
     async def _start_slot(self, slot: WorkerSlot) -> bool:
         lock = self._locks.setdefault(slot.name, asyncio.Lock())
         async with lock:
+            if slot.state in ("idle", "busy") and slot.client is not None:
+                return True  # another caller (the watcher or a restart) already started it
             slot.state = "starting"
             try:
                 if slot.local:
@@ -163,13 +166,15 @@ class Supervisor:
             slot.process = None
         slot.state = "stopped"
 
-    async def restart(self, slot: WorkerSlot, reason: str) -> None:
-        """End the worker (a crash, a hang, or a cancel that must stop now) and start it again."""
+    async def restart(self, slot: WorkerSlot, reason: str, crash: bool = True) -> None:
+        """End the worker and start it again: after a crash or a hang (`crash`, counted towards the limit),
+        or on purpose (a cancel that must stop now, unloading an idle model), which is not counted."""
         if self._closing:
             return
         job_id = slot.job_id
         log.warning("restarting worker %s: %s", slot.name, reason)
-        slot.last_error = reason
+        if crash:
+            slot.last_error = reason
         await self._close_client(slot)
         if slot.process is not None:
             slot.process.kill()
@@ -179,7 +184,8 @@ class Supervisor:
             await self.on_lost(slot, reason)
         slot.job_id = None
         now = time.monotonic()
-        slot.restarts.append(now)
+        if crash:
+            slot.restarts.append(now)
         while slot.restarts and now - slot.restarts[0] > self.restart_window:
             slot.restarts.popleft()
         slot.restart_count += 1

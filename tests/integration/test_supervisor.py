@@ -51,3 +51,20 @@ def test_a_worker_that_keeps_crashing_is_left_stopped(tmp_path, demo_models):
         assert "stopped after 3 crashes" in r.stdout
     finally:
         svc.stop()
+
+
+def test_idle_llm_is_unloaded_and_reloads_on_demand(tmp_path, demo_models):
+    home = make_home(tmp_path / "home", demo_models, llm={"idle_timeout": 1})
+    svc = Service(home).start()
+    try:
+        gid = [json.loads(line) for line in ddtui(home, "generate", "a fox", "--json").stdout.splitlines()
+               if '"image"' in line][0]["generation_id"]
+        wait_for(lambda: history(home)[0][4], timeout=60)  # tagged: the LLM was loaded
+        llm = lambda: next(w for w in svc.status()["workers"] if w["kind"] == "llm")  # noqa: E731
+        wait_for(lambda: llm()["loaded_model"] == "" and llm()["state"] == "idle" and llm()["restarts"] == 1,
+                 timeout=30)
+        assert llm()["last_error"] == ""  # on purpose, not a crash
+        r = ddtui(home, "tag", str(gid), "--wait")
+        assert r.returncode == 0 and r.stdout.startswith(f"#{gid}:")
+    finally:
+        svc.stop()
