@@ -77,6 +77,7 @@ _SIDECAR_KEYS: dict[str, set[str]] = {
     "image": {"format", "family", "components", "flags", "prediction", "flow_shift", "defaults", "description"},
     "lora": {"trigger_words", "default_weight", "description", "family"},
     "llm": {"mmproj", "chat_format", "context_size", "description"},
+    "mmproj": {"description"},
     "esrgan": {"description", "tile_size"},
     "vae": {"description"},
     "text_encoder": {"description"},
@@ -277,6 +278,16 @@ def parse_sidecar(data: Any, kind: str, model_dir: Path) -> Sidecar:
     return sc
 
 
+def _gguf_architecture(path: Path) -> str:
+    from .synthetic.gguf import GGUFError, read_gguf_metadata
+
+    try:
+        return str(read_gguf_metadata(path, max_array_len=0, stop_after="general.architecture")
+                   .get("general.architecture", ""))
+    except (GGUFError, OSError, ValueError):
+        return ""  # an unreadable file is reported by the worker that tries to load it
+
+
 def sidecar_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
@@ -284,6 +295,8 @@ def sidecar_path(model_path: Path) -> Path:
 def load_entry(model_dir: Path, path: Path, kind: str) -> ModelEntry:
     """Build one catalog entry, recording (not raising) any problem with the file or its sidecar."""
     rel = path.relative_to(model_dir).as_posix()
+    if kind == "llm" and path.suffix.lower() == ".gguf" and _gguf_architecture(path) == "clip":
+        kind = "mmproj"  # a vision projector lives beside its LLM but is not one
     problems: list[str] = []
     size = 0
     try:

@@ -153,3 +153,9 @@ def test_find_reports_missing_and_ambiguous(models):
 
 def test_missing_model_dir_is_an_empty_catalog(tmp_path):
     assert Catalog.scan(tmp_path / "none").entries == []
+
+
+def test_vision_projector_is_its_own_kind(demo_models):
+    kinds = {e.rel_path: e.kind for e in Catalog.scan(demo_models).entries}
+    assert kinds["llm/demo-llama-mmproj.gguf"] == "mmproj"
+    assert kinds["llm/demo-llama.gguf"] == "llm"

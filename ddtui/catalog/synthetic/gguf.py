@@ -483,14 +483,15 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GGUFHeader:
 
 
 def read_gguf_metadata(
-    path: str | os.PathLike[str], *, max_array_len: int | None = None
+    path: str | os.PathLike[str], *, max_array_len: int | None = None, stop_after: str | None = None
 ) -> dict[str, Any]:
     """Read the metadata key/values of a GGUF file (no tensor infos or data).
 
     Scalars become Python ints/floats/bools/strs, arrays become lists.  With
     ``max_array_len`` set, longer arrays (e.g. a 150k-entry token list) are
     skipped and returned as ``GGUFArrayInfo(elem_type, length)`` so the catalog
-    can describe a multi-GB model in milliseconds.  Raises ``GGUFError`` (a
+    can describe a multi-GB model in milliseconds; ``stop_after`` ends the read at
+    that key.  Raises ``GGUFError`` (a
     ``ValueError``) for files that are not valid GGUF v2/v3.
     """
     with open(path, "rb") as fh:
@@ -504,4 +505,6 @@ def read_gguf_metadata(
                 out[key] = r.array(max_array_len)
             else:
                 out[key] = r.scalar(vtype)
+            if key == stop_after:
+                break  # the caller needs nothing after this key (e.g. only the architecture)
         return out
