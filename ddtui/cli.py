@@ -171,7 +171,7 @@ def _print_status(home: Home, as_json: bool) -> int:
 
     if not asyncio.run(ping(home)):
         if as_json:
-            out_json({"running": False})
+            out_json({"service_running": False})
         else:
             print("No ddtui service is running for this home.")
         return EXIT_UNAVAILABLE
@@ -180,7 +180,7 @@ def _print_status(home: Home, as_json: bool) -> int:
     except ServiceUnavailable as exc:
         raise CLIError(str(exc), EXIT_UNAVAILABLE) from None
     if as_json:
-        out_json({"running": True, **st})
+        out_json({"service_running": True, **st})
         return EXIT_OK
     print(f"ddtui service pid {st['pid']}: {'paused' if st['paused'] else 'running'}, "
           f"{st['queued']} queued, {len(st['running'])} running")
