@@ -364,6 +364,111 @@ def _generation_ref(args: argparse.Namespace, ref: str) -> int:
     return result.generation_id
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from .core.explore import LOCKABLE
+
+    unlocked = {u.strip() for u in args.unlock.split(",") if u.strip()}
+    bad = unlocked - set(LOCKABLE)
+    if bad:
+        raise CLIError(f"cannot unlock {', '.join(sorted(bad))} (choose from {', '.join(LOCKABLE)})")
+    locked = [p for p in LOCKABLE if p not in unlocked]
+
+    async def body(client: Any) -> int:
+        await client.subscribe()
+        res = await client.request("submit", {"kind": "explore", "params": {"generation_id": args.id,
+                                                                             "locked": locked}})
+        group = res["group"]
+        cells: dict[str, dict[str, Any]] = {}
+        finished: dict[str, str] = {}
+        async for event, _ in client.iter_events():
+            kind, data = event["event"], event.get("data", {})
+            if kind == "exploration_failed" and data.get("group") == group:
+                raise CLIError(data.get("message", "exploration failed"), EXIT_FAILED)
+            if kind == "exploration" and data.get("group") == group:
+                cells = {str(c["job_id"]): c for c in data["cells"]}
+                if args.json:
+                    out_json({"event": "exploration", **data})
+                continue
+            cell = cells.get(event.get("job_id", ""))
+            if cell is None:
+                continue
+            if kind == "image":
+                if args.json:
+                    out_json({"event": "image", "position": cell["position"], **data})
+                else:
+                    r, c = cell["position"]
+                    print(f"[{r},{c}] #{data['generation_id']}  seed {cell['seed']}  steps {cell['steps']}  "
+                          f"cfg {cell['cfg']}  {cell['sampler']}/{cell['scheduler']}  {_clip(cell['prompt'], 40)}")
+            elif kind in ("done", "failed", "cancelled"):
+                finished[event["job_id"]] = kind
+                if len(finished) == len(cells):
+                    break
+        return EXIT_OK if all(v == "done" for v in finished.values()) else EXIT_FAILED
+
+    return _with_service(args, body)
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from .core import prompt_tools as pt
+
+    _, cfg = _context(args)
+    system = cfg["llm"]["system_prompts"]
+    text = " ".join(args.text)
+    if args.action == "enhance":
+        messages, params = pt.enhance_messages(system["enhance"], text), {"max_tokens": 300, "temperature": 0.7}
+    elif args.action == "variations":
+        messages = pt.variations_messages(system["variations"], text, args.n)
+        params = {"json_schema": pt.variations_schema(args.n, text), "max_tokens": 800, "stream": False}
+    else:
+        messages = pt.styles_messages(system["styles"], text)
+        params = {"json_schema": pt.STYLES_SCHEMA, "max_tokens": 900, "stream": False}
+
+    async def body(client: Any) -> int:
+        await client.subscribe()
+        job = await client.submit("chat", {"messages": messages, "params": params}, priority=5)
+        answer = ""
+        async for event, _ in client.iter_events():
+            if event.get("job_id") != str(job["id"]):
+                continue
+            if event["event"] == "done":
+                answer = event["data"].get("text", "")
+                break
+            if event["event"] in ("failed", "cancelled"):
+                raise CLIError(f"the LLM job {event['event']}: {event['data'].get('message', '')}", EXIT_FAILED)
+        try:
+            if args.action == "enhance":
+                result: Any = pt.read_enhanced(answer, text)
+            elif args.action == "variations":
+                result = pt.read_variations(answer, text, args.n)
+            else:
+                result = pt.read_styles(answer)
+        except pt.PromptToolError as exc:
+            raise CLIError(str(exc), EXIT_FAILED) from None
+        if args.action == "styles" and args.save:
+            from .core.styles import save_style
+            from .db.schema import open_database
+
+            home, _ = _context(args)
+            db = open_database(home.db_file)
+            try:
+                for style in result:
+                    save_style(db, style["name"], style["prompt"], style["negative_prompt"])
+            finally:
+                db.disconnect()
+        if args.json:
+            out_json({"action": args.action, "result": result})
+        elif isinstance(result, str):
+            print(result)
+        else:
+            for item in result:
+                print(item if isinstance(item, str) else
+                      f"{item['name']}: {item['prompt']}" + (f"  (negative: {item['negative_prompt']})"
+                                                             if item["negative_prompt"] else ""))
+        return EXIT_OK
+
+    return _with_service(args, body)
+
+
 # ---------------------------------------------------------------- history
 
 def _open_history(args: argparse.Namespace):  # noqa: ANN202 - (home, cfg, db)
@@ -436,26 +541,14 @@ def cmd_history(args: argparse.Namespace) -> int:
         if args.action == "delete":
             return _history_delete(db, home, cfg, args)
         if args.action == "rerun":
-            from pony.orm import db_session
-
-            from .core.params import rerun_request
-
-            with db_session:
-                gen = db.Generation.get(id=args.id)
-                if gen is None:
-                    raise CLIError(f"no history item #{args.id}", EXIT_FAILED)
-                if gen.kind in ("import", "upscale"):
-                    raise CLIError(f"#{args.id} is an {gen.kind}; only generated images can be re-run")
-                request = rerun_request(dict(gen.params))
-            request["parent_id"] = args.id
+            db.disconnect()
 
             async def body(client: Any) -> int:
                 await client.subscribe()
-                job = await client.submit("generate", request)
+                job = await client.submit("rerun", {"generation_id": args.id})
                 state, _ = await _follow(client, job["id"], args.json)
                 return EXIT_OK if state == "done" else EXIT_FAILED
 
-            db.disconnect()
             return _with_service(args, body)
     finally:
         try:
@@ -786,6 +879,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--model", help="ESRGAN model (default: the first in models/esrgan/)")
     up.add_argument("--json", action="store_true")
     up.set_defaults(handler=cmd_upscale)
+
+    ex = sub.add_parser("explore", help="a 3x3 grid of variations around a history item")
+    ex.add_argument("id", type=int, help="the anchor: a history id")
+    ex.add_argument("--unlock", default="seed",
+                    help="comma-separated parameters to vary: prompt, seed, steps, cfg, sampler, scheduler")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(handler=cmd_explore)
+
+    pr = sub.add_parser("prompt", help="LLM prompt tools: enhance, variations, styles")
+    pr.add_argument("action", choices=["enhance", "variations", "styles"])
+    pr.add_argument("text", nargs="+")
+    pr.add_argument("-n", type=int, default=4, help="number of variations")
+    pr.add_argument("--save", action="store_true", help="save the proposed styles")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(handler=cmd_prompt)
 
     hist = sub.add_parser("history", help="search, show, rate, tag, delete or re-run history items")
     hsub = hist.add_subparsers(dest="action", metavar="ACTION", required=True)

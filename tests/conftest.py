@@ -42,7 +42,7 @@ def make_home(root: Path, models: Path, **overrides) -> Path:
         config[section].update(values)
     config["sd"]["threads"] = 1
     config["llm"]["threads"] = 1
-    config["llm"]["context_size"] = 512
+    config["llm"]["context_size"] = 2048
     config["workers"]["heartbeat_interval"] = 0.5
     for section, values in overrides.items():
         config[section].update(values)

@@ -45,7 +45,7 @@ LORA_SIDECAR = {
 LLM_SIDECAR = {
     "description": "Synthetic 2-layer LLaMA with a byte-level BPE tokenizer and a ChatML template",
     "mmproj": MMPROJ,
-    "context_size": 512,
+    "context_size": 2048,
 }
 
 

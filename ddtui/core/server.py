@@ -162,6 +162,16 @@ class ServiceServer:
             elif kind == "chat":
                 job = core.submit_chat(params.get("messages", []), params.get("params"), priority=prio,
                                        group=c.get("group", ""))
+            elif kind == "rerun":
+                gid = int(params["generation_id"])
+                job = core.submit_generate(dict(core.rerun_request_for(gid), parent_id=gid), priority=prio)
+            elif kind == "explore":
+                anchor = params.get("anchor") or {}
+                parent = params.get("generation_id")
+                if parent and not anchor:
+                    anchor = core.rerun_request_for(int(parent))
+                group = core.start_exploration(anchor, list(params.get("locked", [])), int(parent) if parent else None)
+                return {"group": group}
             else:
                 raise ValueError(f"unknown job kind {kind!r}")
             return {"job": job.to_dict()}

@@ -11,6 +11,7 @@ import asyncio
 import io
 import logging
 import time
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +26,9 @@ from ..protocol import Message
 from ..protocol.keys import load_public, load_secret
 from .hashing import short_model_hash
 from .importer import Importer
-from .params import ParamError, build_generate_payload, check_image
+from .explore import CELLS, GRID_POSITIONS, LOCKABLE, ExploreError, neighbours
+from .params import ParamError, build_generate_payload, check_image, rerun_request
+from .prompt_tools import PromptToolError, read_variations, variations_messages, variations_schema
 from .queue import IMAGE_JOB_TYPES, JobInfo, JobQueue, QueueError
 from .recording import Recorder, RecordingError, png_size
 from .supervisor import Supervisor, WorkerSlot
@@ -170,6 +173,69 @@ class Core:
         self.emit(job.id, "queued", {"type": "chat"})
         self.wake()
         return job
+
+    def start_exploration(self, anchor: dict[str, Any], locked: list[str], parent_id: int | None = None) -> str:
+        """Queue a 3x3 exploration around `anchor` (a generate request); returns the group of its jobs.
+
+        The anchor is checked now; the LLM rewrites (when the prompt is unlocked) and the eight jobs follow in
+        the background, announced by an `exploration` event listing each cell's job."""
+        unknown = set(locked) - set(LOCKABLE)
+        if unknown:
+            raise ParamError(f"cannot lock {', '.join(sorted(unknown))} (lockable: {', '.join(LOCKABLE)})")
+        if all(p in locked for p in LOCKABLE):
+            raise ParamError("everything is locked: unlock at least one parameter to explore")
+        payload = build_generate_payload(dict(anchor, batch=1), self.catalog(), self.cfg["sd"]["default_model"])
+        request = {k: payload[k] for k in ("prompt", "negative_prompt", "model", "width", "height", "steps", "cfg",
+                                           "guidance", "sampler", "scheduler", "seed", "clip_skip", "vae_tiling")}
+        for key, field_name in (("init_path", "init_image"), ("mask_path", "mask_image"), ("strength", "strength")):
+            if payload.get(key) is not None:
+                request[field_name] = payload[key]
+        group = f"explore-{uuidlib.uuid4().hex[:10]}"
+        self._tasks.append(asyncio.create_task(self._explore(group, request, set(locked), parent_id),
+                                               name=f"explore-{group}"))
+        return group
+
+    def rerun_request_for(self, generation_id: int) -> dict[str, Any]:
+        """The request that re-makes a history item exactly (for re-runs and exploration anchors)."""
+        with db_session:
+            gen = self.db.Generation.get(id=generation_id)
+            if gen is None:
+                raise ParamError(f"no history item #{generation_id}")
+            if gen.kind in ("import", "upscale"):
+                raise ParamError(f"#{generation_id} is an {gen.kind}; only generated images can be re-run")
+            return rerun_request(dict(gen.params))
+
+    async def _explore(self, group: str, anchor: dict[str, Any], locked: set[str], parent_id: int | None) -> None:
+        try:
+            rewrites = None
+            if "prompt" not in locked:
+                system = self.cfg["llm"]["system_prompts"]["variations"]
+                chat = self.submit_chat(variations_messages(system, anchor["prompt"], CELLS),
+                                        {"json_schema": variations_schema(CELLS, anchor["prompt"]), "max_tokens": 800,
+                                         "temperature": 0.9, "stream": False}, priority=20, group=group)
+                done = await self._wait_job(chat.id)
+                if done.state != "done":
+                    raise ExploreError(f"the LLM could not write rewrites ({done.state}: {done.error})")
+                rewrites = read_variations(done.result.get("text", ""), anchor["prompt"], CELLS)
+                if not rewrites:
+                    raise ExploreError("the LLM's rewrites were all the same as the prompt")
+            cells = []
+            for index, (cell, position) in enumerate(zip(neighbours(anchor, locked, rewrites), GRID_POSITIONS)):
+                request = dict(cell, kind="variation", parent_id=parent_id) if parent_id else dict(cell)
+                job = self.submit_generate(request, priority=10, group=group)
+                cells.append({"index": index, "position": list(position), "job_id": job.id,
+                              **{k: cell.get(k) for k in LOCKABLE}})
+            self.emit(None, "exploration", {"group": group, "cells": cells, "anchor": anchor,
+                                            "parent_id": parent_id})
+        except (ExploreError, PromptToolError, ParamError) as exc:
+            self.emit(None, "exploration_failed", {"group": group, "message": str(exc)})
+
+    async def _wait_job(self, job_id: int, poll_s: float = 0.05) -> JobInfo:
+        while True:
+            job = self.queue.get(job_id)
+            if job.state in ("done", "failed", "cancelled"):
+                return job
+            await asyncio.sleep(poll_s)
 
     async def cancel(self, job_id: int, now: bool = False) -> JobInfo:
         """Cancel a job: queued ones are dropped; a running batch stops after the current image, or at once
