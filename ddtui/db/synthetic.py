@@ -44,7 +44,8 @@ def fill_history(db_path: Path, count: int, tags_per_image: int = 5, seed: int =
     conn.execute("DROP TRIGGER IF EXISTS generation_tag_insert")
     gen_sql = """INSERT INTO generation(uuid, path, kind, prompt, negative_prompt, seed, width, height, steps,
         cfg, sampler, scheduler, model, components, model_hash, loras, rating, favorite, created, params,
-        content_hash, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, '[]', ?, ?, ?, ?, ?, 'ddtui')"""
+        content_hash, source, tags_edited) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, '[]', ?, ?, ?, ?, ?,
+        'ddtui', 0)"""
     link_sql = ("INSERT INTO generation_tag(generation, tag, source, confidence, created) "
                 "VALUES (?, ?, 'llm_text', 0.9, ?)")
     for i in range(count):

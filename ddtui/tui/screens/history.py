@@ -25,6 +25,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.widgets import Button, Checkbox, Footer, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -34,12 +35,13 @@ from ...core.tagging import set_user_tags
 from ...core.thumbnails import ensure_thumbnail, thumbnail_path
 from ...db.queries import HistoryItem, HistoryQuery, models_in_history, tag_counts
 from ..history_model import MAX_FETCH, HistoryModel
-from ..messages import JobEvent
+from ..messages import JobEvent, SettingsChanged
 from ..widgets.detail import DetailPanel, GenerationDetail, load_detail
 from ..widgets.filterbar import FilterBar
 from ..widgets.thumbgrid import ThumbGrid
 
 POLL_S = 2.0
+DETAIL_DELAY_S = 0.06
 FACETS = 40
 RERUN_KINDS = ("txt2img", "img2img", "inpaint", "variation")
 
@@ -166,6 +168,7 @@ class HistoryScreen(Screen[None]):
         self._fetching = False
         self._seek_id: int | None = None
         self._polling = False
+        self._detail_timer: Timer | None = None
         self.page_shown_at: float | None = None  # perf_counter when the last page was applied (benchmarks)
 
     # ------------------------------------------------------------------ layout
@@ -197,7 +200,7 @@ class HistoryScreen(Screen[None]):
         self.grid.show_images = getattr(self.app, "image_protocol", "halfcell") != "none"
         self.grid.focus()
         self._load_facets("")
-        self.set_interval(POLL_S, self._poll)
+        self.poll_timer = self.set_interval(POLL_S, self._poll)
         self._update_status()
 
     def on_screen_resume(self) -> None:
@@ -294,7 +297,10 @@ class HistoryScreen(Screen[None]):
     def _highlighted(self, event: ThumbGrid.Highlighted) -> None:
         if event.item is None:
             return
-        self._load_detail(event.item.id, "")
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        # While keys repeat, the panel waits for the cursor to rest: the grid stays smooth.
+        self._detail_timer = self.set_timer(DETAIL_DELAY_S, partial(self._load_detail, event.item.id, ""))
 
     @work(thread=True, group="history-detail", exclusive=True, exit_on_error=False)
     def _load_detail(self, generation_id: int, note: str) -> None:
@@ -311,8 +317,10 @@ class HistoryScreen(Screen[None]):
         if path.exists():
             return path
         source = self._recorder.file_path(detail.path)
+        if not source.exists():
+            return None
         try:
-            return ensure_thumbnail(source, self.app.home.thumbnails, detail.uuid) if source.exists() else None  # type: ignore[attr-defined]
+            return ensure_thumbnail(source, self.app.home.thumbnails, detail.uuid)  # type: ignore[attr-defined]
         except OSError:
             return None
 
@@ -376,6 +384,11 @@ class HistoryScreen(Screen[None]):
     def _job_event(self, event: JobEvent) -> None:
         if event.event in ("image", "done"):
             self._poll()
+
+    @on(SettingsChanged)
+    def _settings_changed(self, event: SettingsChanged) -> None:
+        if any(key.startswith("paths.") for key in event.changed):  # files now resolve under the new folder
+            self._recorder = Recorder(self.app.db, Path(self.app.cfg.output_dir))  # type: ignore[attr-defined]
 
     def images_recorded(self) -> None:
         """Look for new images now (the app may call this on job events)."""
@@ -647,29 +660,33 @@ def rerun_params(detail: GenerationDetail) -> dict[str, Any]:
 
 
 async def measure_next_page(pilot: Any, pages: int = 20) -> list[float]:
-    """Seconds from a page-down key to the frame showing that page, for `pages` pages from the current spot.
+    """Seconds from a page-down key to the drawn frame that shows that page, for `pages` pages in a row.
 
-    Run it with a HistoryScreen active under `App.run_test()`; each measure covers the key, any row fetch the
-    prefetch has not already done, and the redraw. Thumbnails arrive later and are not counted.
+    Run it with a HistoryScreen active under `App.run_test()`. Each figure covers the key, any row fetch the
+    prefetch had not already done, and drawing the grid; the Pilot's own waiting after the frame is not
+    counted, and thumbnails (drawn when their thread delivers them) are not either.
     """
     screen = pilot.app.screen
-    if not isinstance(screen, HistoryScreen):
+    if not isinstance(screen, HistoryScreen) or screen.model is None:
         raise RuntimeError("the History screen is not the active screen")
-    grid = screen.grid
+    grid, model = screen.grid, screen.model
     grid.focus()
     await pilot.pause()
     times = []
     for _ in range(pages):
+        grid.draw_times = []
+        loaded_before = len(model.items)
         t0 = time.perf_counter()
         await pilot.press("pagedown")
-        while True:
-            first, last = grid.visible_range()
-            assert screen.model is not None
-            if last < len(screen.model.items) or screen.model.exhausted:
-                break
+        while grid.visible_range()[1] >= len(model.items) and not model.exhausted:
             await pilot.pause(0.001)
         await pilot.pause()
-        times.append(time.perf_counter() - t0)
+        # Rows the prefetch had loaded are drawn with the key; others once their page was applied.
+        fetched = grid.visible_range()[1] >= loaded_before
+        ready = max(t0, grid.moved_at, screen.page_shown_at or t0 if fetched else t0)
+        drawn = [t for t in grid.draw_times if t >= ready]
+        times.append((drawn[0] if drawn else time.perf_counter()) - t0)
+    grid.draw_times = None
     return times
 
 

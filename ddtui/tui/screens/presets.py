@@ -22,7 +22,18 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets import (
+    Button,
+    Checkbox,
+    ContentSwitcher,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    Static,
+    TextArea,
+)
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
@@ -162,6 +173,12 @@ def parse_number(name: str, text: str, whole: bool) -> int | float | None:
         raise PresetError(f"'params.{name}' must be {kind}, got {text!r}") from None
 
 
+def _preset_label(name: str, model: str) -> Content:
+    """A preset in the lists: its name, and its model when the name does not already say it."""
+    stem = Path(model).stem
+    return Content(name) if stem in name else Content.assemble(name, (f"  {stem}", "dim"))
+
+
 # ------------------------------------------------------------------ dialogs
 
 
@@ -290,7 +307,7 @@ class PresetsScreen(Screen[None]):
                         for key, label, _whole in NUMBER_FIELDS:
                             with Vertical(classes="preset-cell"):
                                 yield Label(label)
-                                yield Input(id=f"ip-{key}", placeholder="model default")
+                                yield Input(id=f"ip-{key}", placeholder="default")
                     with Horizontal(classes="preset-row"):
                         with Vertical(classes="preset-cell"):
                             yield Label("Sampler")
@@ -337,9 +354,10 @@ class PresetsScreen(Screen[None]):
         self.catalog_entries = list(catalog.entries)
         images = [(e.rel_path, e.rel_path) for e in catalog.of_kind("image") if e.usable]
         llms = [(e.rel_path, e.rel_path) for e in catalog.of_kind("llm") if e.usable]
+        projectors = [(e.rel_path, e.rel_path) for e in catalog.of_kind("mmproj") if e.usable]
         self.query_one("#ip-model", Select).set_options(images)
         self.query_one("#lp-model", Select).set_options(llms)
-        self.query_one("#lp-mmproj", Select).set_options(llms)
+        self.query_one("#lp-mmproj", Select).set_options(projectors)
         if self.editing is not None:
             self._fill_form(self.editing)
 
@@ -357,11 +375,9 @@ class PresetsScreen(Screen[None]):
         image_list = self.query_one("#image-presets", OptionList)
         llm_list = self.query_one("#llm-presets", OptionList)
         image_list.clear_options()
-        image_list.add_options([Option(Content(f"{p.name}  \u00b7 {Path(p.model).stem}"), id=f"image-{p.id}")
-                                for p in images])
+        image_list.add_options([Option(_preset_label(p.name, p.model), id=f"image-{p.id}") for p in images])
         llm_list.clear_options()
-        llm_list.add_options([Option(Content(f"{p.name}  \u00b7 {Path(p.model).stem}"), id=f"llm-{p.id}")
-                              for p in llms])
+        llm_list.add_options([Option(_preset_label(p.name, p.model), id=f"llm-{p.id}") for p in llms])
         if self._select_after_load is not None:
             kind, option_id = self._select_after_load
             target = image_list if kind == "image" else llm_list
@@ -370,6 +386,11 @@ class PresetsScreen(Screen[None]):
             except Exception:  # noqa: BLE001 - the preset was deleted meanwhile
                 pass
             self._select_after_load = None
+        elif self.editing is None:  # nothing chosen yet: show the first preset rather than an empty form
+            for listing in (image_list, llm_list):
+                if listing.option_count:
+                    listing.highlighted = 0
+                    break
 
     # ------------------------------------------------------------------ choosing
 

@@ -18,7 +18,7 @@ from pony.orm import db_session
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static, TabbedContent, TabPane, TextArea
@@ -37,7 +37,7 @@ SNIPPET_SORTS = ("use", "label")
 class StyleData:
     id: int | None
     name: str
-    prompt: str = PLACEHOLDER
+    prompt: str = PLACEHOLDER + ", "
     negative_prompt: str = ""
 
 
@@ -152,6 +152,7 @@ class StylesScreen(Screen[None]):
         Binding("d,delete", "delete", "Delete", id="styles.delete"),
         Binding("i", "insert_snippet", "Insert in Generate", id="styles.insert"),
         Binding("s", "toggle_sort", "Sort", id="styles.sort"),
+        Binding("t", "toggle_tab", "Styles/library", id="styles.tab"),
         Binding("escape", "focus_list", "Back to the list", show=False, id="styles.list"),
     ]
 
@@ -162,15 +163,16 @@ class StylesScreen(Screen[None]):
         ("Styles: insert the snippet in the Generate prompt", "insert_snippet", "key i or enter"),
         ("Styles: sort the prompt library by use or label", "toggle_sort", "key s"),
         ("Styles: back to the list", "focus_list", "escape"),
+        ("Styles: switch between styles and the prompt library", "toggle_tab", "key t"),
         ("Styles: show the styles", "show_tab('tab-styles')", ""),
         ("Styles: show the prompt library", "show_tab('tab-snippets')", ""),
     ]
 
     def __init__(self, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.styles: list[StyleData] = []
+        self.style_items: list[StyleData] = []
         self.snippets: list[SnippetData] = []
-        self.style: StyleData | None = None
+        self.editing_style: StyleData | None = None
         self.snippet: SnippetData | None = None
         self.snippet_sort = "use"
         self._style_after_load: int | None = None
@@ -215,7 +217,7 @@ class StylesScreen(Screen[None]):
         table.add_column("Label", key="label", width=24)
         table.add_column("Category", key="category", width=12)
         table.add_column("Uses", key="uses", width=5)
-        table.add_column("Text", key="text")
+        table.add_column("Text", key="text", width=60)
         self.query_one("#style-sample", Input).value = self._current_prompt()
         self._edit_style(None)
         self._edit_snippet(None)
@@ -260,35 +262,43 @@ class StylesScreen(Screen[None]):
         self.app.call_from_thread(self._styles_loaded, styles)
 
     def _styles_loaded(self, styles: list[StyleData]) -> None:
-        self.styles = styles
+        self.style_items = styles
         listing = self.query_one("#style-list", OptionList)
         listing.clear_options()
         listing.add_options([Option(Content(s.name), id=f"style-{s.id}") for s in styles])
         if self._style_after_load is not None:
             listing.highlighted = listing.get_option_index(f"style-{self._style_after_load}")
             self._style_after_load = None
+        elif styles and self._untouched_new_style():  # show the first style rather than an empty form
+            listing.highlighted = 0
+
+    def _untouched_new_style(self) -> bool:
+        data = self.style_form()
+        return data.id is None and not data.name and data.prompt == StyleData(None, "").prompt
 
     @on(OptionList.OptionHighlighted, "#style-list")
     @on(OptionList.OptionSelected, "#style-list")
     def _style_chosen(self, event: OptionList.OptionHighlighted | OptionList.OptionSelected) -> None:
         wanted = int((event.option.id or "style-0").split("-", 1)[1])
-        style = next((s for s in self.styles if s.id == wanted), None)
-        if style is not None and (self.style is None or self.style.id != style.id):
+        style = next((s for s in self.style_items if s.id == wanted), None)
+        if style is not None and (self.editing_style is None or self.editing_style.id != style.id):
             self._edit_style(style)
 
     def _edit_style(self, style: StyleData | None) -> None:
-        self.style = style or StyleData(None, "")
+        self.editing_style = style or StyleData(None, "")
         title = f"Style {style.name!r}" if style and style.id else "New style (ctrl+s saves)"
         self.query_one("#style-title", Label).update(Content(title))
         with self.prevent(Input.Changed, TextArea.Changed):
-            self.query_one("#style-name", Input).value = self.style.name
-            self.query_one("#style-prompt", TextArea).text = self.style.prompt
-            self.query_one("#style-negative", TextArea).text = self.style.negative_prompt
+            self.query_one("#style-name", Input).value = self.editing_style.name
+            area = self.query_one("#style-prompt", TextArea)
+            area.text = self.editing_style.prompt
+            area.move_cursor(area.document.end)  # typing continues after the placeholder
+            self.query_one("#style-negative", TextArea).text = self.editing_style.negative_prompt
         self._check_style()
 
     def style_form(self) -> StyleData:
-        assert self.style is not None
-        return StyleData(self.style.id, self.query_one("#style-name", Input).value,
+        assert self.editing_style is not None
+        return StyleData(self.editing_style.id, self.query_one("#style-name", Input).value,
                          self.query_one("#style-prompt", TextArea).text,
                          self.query_one("#style-negative", TextArea).text)
 
@@ -341,7 +351,7 @@ class StylesScreen(Screen[None]):
     def _style_saved(self, data: StyleData, style_id: int) -> None:
         data.id = style_id
         data.name = data.name.strip()
-        self.style = data
+        self.editing_style = data
         self.query_one("#style-title", Label).update(Content(f"Style {data.name!r}"))
         self.notify(f"Saved style {data.name!r}")
         self._reload_styles(style_id)
@@ -480,11 +490,11 @@ class StylesScreen(Screen[None]):
             self.app.push_screen(ConfirmDialog(f"Delete the snippet {snippet.label!r}?"),
                                  partial(self._delete_confirmed, "snippet", snippet.id))
         else:
-            if self.style is None or self.style.id is None:
+            if self.editing_style is None or self.editing_style.id is None:
                 self.notify("Choose a saved style to delete.", severity="warning")
                 return
-            self.app.push_screen(ConfirmDialog(f"Delete the style {self.style.name!r}?"),
-                                 partial(self._delete_confirmed, "style", self.style.id))
+            self.app.push_screen(ConfirmDialog(f"Delete the style {self.editing_style.name!r}?"),
+                                 partial(self._delete_confirmed, "style", self.editing_style.id))
 
     def _delete_confirmed(self, what: str, item_id: int, confirmed: bool | None) -> None:
         if confirmed:
@@ -512,6 +522,10 @@ class StylesScreen(Screen[None]):
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#styles-tabs", TabbedContent).active = tab
+        self.call_after_refresh(self.action_focus_list)  # the pane is shown on the next refresh
+
+    def action_toggle_tab(self) -> None:
+        self.action_show_tab("tab-styles" if self.on_snippets else "tab-snippets")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:

@@ -180,7 +180,9 @@ class DetailPanel(VerticalScroll):
         image = self.query_one("#detail-image", ImageView)
         lineage = self.query_one("#detail-lineage", OptionList)
         lineage.clear_options()
-        self.query_one("#detail-note", Static).update(note)
+        note_widget = self.query_one("#detail-note", Static)
+        note_widget.update(note)
+        note_widget.display = bool(note)
         if detail is None:
             image.clear()
             self.query_one("#detail-title", Static).update("")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events, work
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -31,7 +32,9 @@ from ..history_model import HistoryModel
 
 IMAGE_W, IMAGE_H = 16, 8  # cells; half-cell pixels make that a 16x16 pixel square
 TILE_W, TILE_H = IMAGE_W + 2, IMAGE_H + 2  # a frame column each side; a caption line and a gap below
-TILE_CACHE = 600  # tiles of drawn pixels kept (a full 160x48 screen shows about 40)
+TILE_CACHE = 300  # tiles of decoded pixels kept (a full 160x48 screen shows about 40)
+THUMB_BATCH_S = 0.03  # thumbnails decoded within this time are drawn together
+DRAWN_CACHE = 600  # drawn tiles (pixels or text, with frame and caption) kept per state
 HALF = "\u2580"  # upper half block: foreground is the top pixel, background the bottom one
 
 ThumbLoader = Callable[[HistoryItem], "Path | None"]
@@ -129,6 +132,7 @@ class ThumbGrid(ScrollView, can_focus=True):
         self.model = model
         self.thumb_loader = thumb_loader
         self._tiles: OrderedDict[int, list[Strip]] = OrderedDict()
+        self._drawn: OrderedDict[tuple, list[Strip]] = OrderedDict()
         self._failed: set[int] = set()  # no thumbnail could be made: drawn as "no image", never retried
         self._inflight: set[int] = set()
         self._wanted: list[HistoryItem] = []
@@ -137,6 +141,8 @@ class ThumbGrid(ScrollView, can_focus=True):
         self._last_highlight: tuple[int, int | None] | None = None
         self._last_want = -1
         self._background = (24, 24, 24)
+        self.draw_times: list[float] | None = None  # set to a list to log when frames are drawn (benchmarks)
+        self.moved_at = 0.0  # perf_counter of the last cursor move (benchmarks)
 
     # ------------------------------------------------------------------ geometry
 
@@ -243,6 +249,7 @@ class ThumbGrid(ScrollView, can_focus=True):
         return max(0, min(value, max(0, self.model.known_rows - 1)))
 
     def watch_cursor(self, old: int, new: int) -> None:
+        self.moved_at = time.perf_counter()
         self._scroll_to_cursor()
         self.refresh()
         self._post_highlight()
@@ -331,6 +338,8 @@ class ThumbGrid(ScrollView, can_focus=True):
     @work(thread=True, group="thumbnails", exit_on_error=False)
     def _load_thumbnails(self) -> None:
         assert self.thumb_loader is not None
+        batch: list[tuple[int, list[Strip] | None]] = []
+        sent = time.monotonic()
         while (item := self._next_wanted()) is not None:
             strips: list[Strip] | None = None
             try:
@@ -339,16 +348,22 @@ class ThumbGrid(ScrollView, can_focus=True):
                     strips = tile_strips(path, IMAGE_W, IMAGE_H, self._background)
             except (OSError, ValueError, Image.DecompressionBombError):
                 strips = None  # unreadable or missing image: shown as "no image" once, not retried
-            self.app.call_from_thread(self._tile_ready, item.id, strips)
+            batch.append((item.id, strips))
+            if time.monotonic() - sent > THUMB_BATCH_S:  # one redraw per batch, not per tile
+                self.app.call_from_thread(self._tiles_ready, batch)
+                batch, sent = [], time.monotonic()
+        if batch:
+            self.app.call_from_thread(self._tiles_ready, batch)
 
-    def _tile_ready(self, generation_id: int, strips: list[Strip] | None) -> None:
-        self._inflight.discard(generation_id)
-        if strips is None:
-            self._failed.add(generation_id)
-        else:
-            self._tiles[generation_id] = strips
-            while len(self._tiles) > TILE_CACHE:
-                self._tiles.popitem(last=False)
+    def _tiles_ready(self, batch: list[tuple[int, list[Strip] | None]]) -> None:
+        for generation_id, strips in batch:
+            self._inflight.discard(generation_id)
+            if strips is None:
+                self._failed.add(generation_id)
+            else:
+                self._tiles[generation_id] = strips
+        while len(self._tiles) > TILE_CACHE:
+            self._tiles.popitem(last=False)
         self.refresh()
 
     # ------------------------------------------------------------------ actions
@@ -391,10 +406,21 @@ class ThumbGrid(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ drawing
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        lines = super().render_lines(crop)
+        if self.draw_times is not None:
+            self.draw_times.append(time.perf_counter())
+        return lines
+
     def render_line(self, y: int) -> Strip:
         width = self._content_width()
         line = y + int(self.scroll_y)
         base = self.rich_style
+        if self.model.started and not self.model.known_rows:
+            text = "" if y != 1 else ("  No images yet: generated images appear here." if self.model.query.is_empty()
+                                      else "  No images match the filters (ctrl+l clears them).")
+            style = base + self.get_component_rich_style("thumbgrid--caption")
+            return Strip([Segment(text, style)]).crop(0, width).adjust_cell_length(width, base)
         if self.mode == "list":
             return self._list_line(line, width, base)
         return self._grid_line(line, width, base)
@@ -414,7 +440,8 @@ class ThumbGrid(ScrollView, can_focus=True):
         prompt = " ".join(item.prompt.split())
         text = (f"{heart} {stars(item.rating)} #{item.id:<7} {item.created:%Y-%m-%d %H:%M}  "
                 f"{item.kind:<9} {prompt}  \u00b7 {model}")
-        fav_style = style + self.get_component_rich_style("thumbgrid--favorite") if item.favorite else style
+        fav_style = style + self.get_component_rich_style("thumbgrid--favorite", partial=True) \
+            if item.favorite else style
         segments = [Segment(text[:1], fav_style), Segment(text[1:], style)]
         return Strip(segments).crop(0, width).adjust_cell_length(width, style)
 
@@ -423,45 +450,66 @@ class ThumbGrid(ScrollView, can_focus=True):
         cols = self.columns
         pad = (width - cols * TILE_W) // 2
         parts: list[Strip] = [Strip.blank(pad, base)] if pad else []
+        blank = Strip.blank(TILE_W, base)
         for col in range(cols):
             index = row * cols + col
-            parts.append(self._tile_line(index, sub, base))
+            parts.append(self._tile(index, base)[sub] if index < self.model.known_rows else blank)
         return Strip.join(parts).adjust_cell_length(width, base)
 
-    def _tile_line(self, index: int, sub: int, base: Style) -> Strip:
-        if index >= self.model.known_rows or sub == TILE_H - 1:
-            return Strip.blank(TILE_W, base)
-        selected = index == self.cursor
-        frame = base + self.get_component_rich_style("thumbgrid--cursor") if selected else base
-        edge = Segment(" ", frame)
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._drawn.clear()  # a theme or focus change restyles every tile
+
+    def _tile(self, index: int, base: Style) -> list[Strip]:
+        """The TILE_H lines of one tile, drawn once per state (a scroll only joins cached lines)."""
         item = self.model.get(index)
-        if sub == IMAGE_H:  # the caption line
-            if item is None:
-                return Strip([edge, Segment(" " * IMAGE_W, frame), edge], TILE_W)
+        selected = index == self.cursor
+        if item is None:
+            key: tuple = ("loading", selected)
+        else:
+            if item.id in self._tiles:
+                self._tiles.move_to_end(item.id)
+                image = "pixels"
+            else:
+                image = "text" if not self.show_images else "failed" if item.id in self._failed else "waiting"
+            key = (item.id, selected, item.rating, item.favorite, image)
+        strips = self._drawn.get(key)
+        if strips is None:
+            strips = self._draw_tile(item, selected, base)
+            self._drawn[key] = strips
+            while len(self._drawn) > DRAWN_CACHE:
+                self._drawn.popitem(last=False)
+        else:
+            self._drawn.move_to_end(key)
+        return strips
+
+    def _draw_tile(self, item: HistoryItem | None, selected: bool, base: Style) -> list[Strip]:
+        frame = base + self.get_component_rich_style("thumbgrid--cursor") if selected else base
+        edge = Strip([Segment(" ", frame)], 1)
+        lines = [Strip.join([edge, image, edge]) for image in self._image_lines(item, base)]
+        if item is None:
+            lines.append(Strip([Segment(" " * TILE_W, frame)], TILE_W))
+        else:
             caption = f"{stars(item.rating)} #{item.id}"[: IMAGE_W - 2]
             text_style = frame if selected else base + self.get_component_rich_style("thumbgrid--caption")
             heart_style = frame + self.get_component_rich_style("thumbgrid--favorite", partial=True) \
                 if item.favorite and not selected else text_style
             body = [Segment("\u2665" if item.favorite else " ", heart_style), Segment(" " + caption, text_style)]
-            return Strip([edge, *body, edge]).adjust_cell_length(TILE_W, frame)
-        image = self._image_line(item, sub, base)
-        return Strip.join([Strip([edge], 1), image, Strip([edge], 1)])
+            lines.append(Strip([Segment(" ", frame), *body, Segment(" ", frame)]).adjust_cell_length(TILE_W, frame))
+        lines.append(Strip.blank(TILE_W, base))
+        return lines
 
-    def _image_line(self, item: HistoryItem | None, sub: int, base: Style) -> Strip:
+    def _image_lines(self, item: HistoryItem | None, base: Style) -> list[Strip]:
+        if item is not None and self.show_images and item.id in self._tiles:
+            return self._tiles[item.id]
         placeholder = base + self.get_component_rich_style("thumbgrid--placeholder")
-        if item is not None and self.show_images:
-            strips = self._tiles.get(item.id)
-            if strips is not None:
-                self._tiles.move_to_end(item.id)
-                return strips[sub]
+        texts = [""] * IMAGE_H
         if item is None:
-            text = "\u2026" if sub == IMAGE_H // 2 else ""
+            texts[IMAGE_H // 2] = "\u2026"
         elif not self.show_images:
-            lines = textwrap.wrap(" ".join(item.prompt.split()), IMAGE_W - 1, max_lines=IMAGE_H - 1,
-                                  placeholder="\u2026")
-            text = (f"{item.kind}" if sub == 0 else lines[sub - 1] if sub - 1 < len(lines) else "")
+            wrapped = textwrap.wrap(" ".join(item.prompt.split()), IMAGE_W - 1, max_lines=IMAGE_H - 1,
+                                    placeholder="\u2026")
+            texts = [item.kind, *wrapped, *[""] * IMAGE_H][:IMAGE_H]
         elif item.id in self._failed:
-            text = "no image" if sub == IMAGE_H // 2 else ""
-        else:
-            text = ""
-        return Strip([Segment(f" {text}"[:IMAGE_W].ljust(IMAGE_W), placeholder)], IMAGE_W)
+            texts[IMAGE_H // 2] = "no image"
+        return [Strip([Segment(f" {text}"[:IMAGE_W].ljust(IMAGE_W), placeholder)], IMAGE_W) for text in texts]
