@@ -27,9 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ddtui.catalog.models import CatalogError, resolve_inside, sidecar_path
-
-from .loop import JobContext, WorkerError
+from .loop import JobContext, WorkerError, resolve_model_file, sidecar_options
 
 __all__ = ["LLMBackend"]
 
@@ -39,29 +37,6 @@ DEFAULT_CONTEXT = 4096
 CONTEXT_MARGIN = 8  # tokens kept free at the end of the context: the next decode must still fit
 MAX_DATA_URI = 32 * 1024 * 1024
 ROLES = ("system", "user", "assistant", "tool")
-
-
-def _resolve(model_dir: Path, rel: Any, what: str) -> Path:
-    if not isinstance(rel, str):
-        raise WorkerError("bad_params", f"{what} must be a path string relative to the model folder")
-    try:
-        path = resolve_inside(model_dir, rel)
-    except CatalogError as exc:
-        raise WorkerError("bad_path", f"{what}: {exc}") from None
-    if not path.is_file():
-        raise WorkerError("missing_file", f"{what}: no file {rel!r} in the model folder")
-    return path
-
-
-def _sidecar_options(path: Path) -> dict[str, Any]:
-    sc = sidecar_path(path)
-    if not sc.is_file():
-        return {}
-    try:
-        data = json.loads(sc.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WorkerError("load_failed", f"sidecar {sc.name}: {exc}") from None
-    return {k: data[k] for k in ("mmproj", "context_size", "chat_format") if isinstance(data, dict) and k in data}
 
 
 def _check_messages(messages: Any, vision: bool) -> bool:
@@ -253,13 +228,13 @@ class LLMBackend:
             return False, 0.0
         if rel is None:
             raise WorkerError("bad_params", "no model loaded and none named")
-        path = _resolve(self.model_dir, rel, "model")
+        path = resolve_model_file(self.model_dir, rel, "model")
         if options is None:
-            options = _sidecar_options(path)
+            options = sidecar_options(path, ("mmproj", "context_size", "chat_format"))
         if not isinstance(options, dict):
             raise WorkerError("bad_params", "options must be an object")
         mmproj_rel = options.get("mmproj") or ""
-        mmproj = _resolve(self.model_dir, mmproj_rel, "mmproj") if mmproj_rel else None
+        mmproj = resolve_model_file(self.model_dir, mmproj_rel, "mmproj") if mmproj_rel else None
         n_ctx = options.get("context_size") or DEFAULT_CONTEXT
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 64 <= n_ctx <= 1 << 20:
             raise WorkerError("bad_params", "options.context_size must be an integer from 64")

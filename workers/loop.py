@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 import zmq
 
+from ddtui.catalog.models import CatalogError, resolve_inside, sidecar_path
+
 from ddtui.protocol import (
     REJECTION_REASONS,
     Direction,
@@ -81,6 +83,33 @@ class WorkerError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def resolve_model_file(model_dir: Path, rel: Any, what: str) -> Path:
+    """A file named relative to the model folder, checked to stay inside it and to exist."""
+    if not isinstance(rel, str):
+        raise WorkerError("bad_params", f"{what} must be a path string relative to the model folder")
+    try:
+        path = resolve_inside(model_dir, rel)
+    except CatalogError as exc:
+        raise WorkerError("bad_path", f"{what}: {exc}") from None
+    if not path.is_file():
+        raise WorkerError("missing_file", f"{what}: no file {rel!r} in the model folder")
+    return path
+
+
+def sidecar_options(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The `keys` of the sidecar next to a model file (empty without one)."""
+    sc = sidecar_path(path)
+    if not sc.is_file():
+        return {}
+    try:
+        data = json.loads(sc.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WorkerError("load_failed", f"sidecar {sc.name}: {exc}") from None
+    if not isinstance(data, dict):
+        raise WorkerError("load_failed", f"sidecar {sc.name} is not a JSON object")
+    return {k: data[k] for k in keys if k in data}
 
 
 class Backend(Protocol):

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ddtui.catalog.models import COMPONENTS, FLAGS, FORMATS, PREDICTIONS, CatalogError, resolve_inside, sidecar_path
+from ddtui.catalog.models import COMPONENTS, FLAGS, FORMATS, PREDICTIONS, CatalogError, resolve_inside
 from ddtui.catalog.synthetic.sdcpp_compat import reset_callbacks
 
-from .loop import JobContext, WorkerError
+from .loop import JobContext, WorkerError, resolve_model_file, sidecar_options
 
 __all__ = ["SDBackend", "is_flat", "parse_loras"]
 
@@ -166,36 +166,11 @@ def _file_stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _resolve(model_dir: Path, rel: Any, what: str) -> Path:
-    if not isinstance(rel, str):
-        raise WorkerError("bad_params", f"{what} must be a path string relative to the model folder")
-    try:
-        path = resolve_inside(model_dir, rel)
-    except CatalogError as exc:
-        raise WorkerError("bad_path", f"{what}: {exc}") from None
-    if not path.is_file():
-        raise WorkerError("missing_file", f"{what}: no file {rel!r} in the model folder")
-    return path
-
-
-def _sidecar_options(path: Path) -> dict[str, Any]:
-    sc = sidecar_path(path)
-    if not sc.is_file():
-        return {}
-    try:
-        data = json.loads(sc.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WorkerError("load_failed", f"sidecar {sc.name}: {exc}") from None
-    if not isinstance(data, dict):
-        raise WorkerError("load_failed", f"sidecar {sc.name} is not a JSON object")
-    return {k: data[k] for k in ("format", "components", "flags", "prediction", "flow_shift") if k in data}
-
-
 def resolve_model(model_dir: Path, rel: Any, options: Any) -> ModelSpec:
     """Check the model and its options; ``options`` None means "read the sidecar next to the model"."""
-    path = _resolve(model_dir, rel, "model")
+    path = resolve_model_file(model_dir, rel, "model")
     if options is None:
-        options = _sidecar_options(path)
+        options = sidecar_options(path, ("format", "components", "flags", "prediction", "flow_shift"))
     if not isinstance(options, dict):
         raise WorkerError("bad_params", "options must be an object")
     fmt = options.get("format") or "checkpoint"
@@ -209,7 +184,7 @@ def resolve_model(model_dir: Path, rel: Any, options: Any) -> ModelSpec:
     for name, comp_rel in sorted(components.items()):
         if name not in COMPONENTS:
             raise WorkerError("bad_params", f"unknown component {name!r} (known: {', '.join(COMPONENTS)})")
-        comp = _resolve(model_dir, comp_rel, f"component {name}")
+        comp = resolve_model_file(model_dir, comp_rel, f"component {name}")
         args[COMPONENTS[name]] = str(comp)
         stamps[name] = [comp_rel, *_file_stamp(comp)]
     flags = options.get("flags") or {}
@@ -468,7 +443,7 @@ class SDBackend:
         return True, seconds
 
     def _upscaler(self, rel: Any) -> Any:
-        path = _resolve(self.model_dir, rel, "upscaler")
+        path = resolve_model_file(self.model_dir, rel, "upscaler")
         stamp = _file_stamp(path)
         cached = self._upscalers.get(rel)
         if cached is not None and cached[0] == stamp:
@@ -513,7 +488,7 @@ class SDBackend:
         if gp.mode == "inpaint":
             mask = self._buffer_image(ctx, params, "mask_buffer", "mask")
         if gp.hires and gp.hires.upscaler:
-            _resolve(self.model_dir, gp.hires.upscaler, "hires upscaler")  # fail before spending a load
+            resolve_model_file(self.model_dir, gp.hires.upscaler, "hires upscaler")  # fail before spending a load
         loaded, load_seconds = self._ensure_model(ctx, params.get("model"), params.get("options"))
         assert self._spec is not None
         images = 0
