@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pony.orm import Database, db_session
+from rich.markup import escape
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -193,7 +194,7 @@ class ScreenNav(Static):
             key = display_key(keymap.get(f"screen.{mode}", str(n)))
             label = f" {key} {title} "
             parts.append(Content.styled(label, "reverse bold" if mode == mine else ""))
-        parts.append(Content.styled(f"  F1 help · ^p commands", "dim"))
+        parts.append(Content.styled("  F1 help · ^p commands", "dim"))
         return Content.assemble(*parts)
 
 
@@ -225,7 +226,7 @@ class ServiceLink:
 class DdtuiApp(ReportsWorkerErrors, App[None]):
     """The terminal interface of one ddtui home."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "ddtui"
     BINDINGS = bindings_for("app")
     COMMANDS = App.COMMANDS | {DdtuiCommands}
@@ -247,7 +248,6 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         self.main_screens: dict[str, Screen] = {}
         self._connect = connect
         self._catalog: Catalog | None = None
-        self._theme_css: dict[str, Path] = {}
         self.unknown_key_ids: list[str] = []
         for mode, _title in SCREENS:
             self.add_mode(mode, self._screen_factory(mode))
@@ -288,9 +288,10 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         entry = ErrorEntry(datetime.now(), title, detail or title)
         self.error_log.append(entry)
         del self.error_log[:-200]
-        key = self._key_for("app.errors", "e")
-        self.notify(f"{detail.splitlines()[0][:160] if detail else ''}\n[dim]{key}: details[/]".strip(),
-                    title=title, severity=severity, timeout=10 if severity == "error" else 6)  # type: ignore[arg-type]
+        key = self.key_label("app.errors")
+        first = escape(detail.splitlines()[0][:160]) if detail else ""
+        self.notify(f"{first}\n[dim]{key}: details[/]".strip(), title=escape(title), severity=severity,  # type: ignore[arg-type]
+                    timeout=10 if severity == "error" else 6)
         self.post_message(ErrorLogged(title, entry.detail))
 
     def worker_failed(self, worker: Worker) -> None:
@@ -351,23 +352,33 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
             if command.title != "Quit":  # ours is in the ddtui provider, with its key
                 yield command
 
-    def _key_for(self, binding_id: str, default: str) -> str:
-        from .keys import display_key
+    def key_label(self, binding_id: str) -> str:
+        """The key that does `binding_id` now (remaps applied), as a person reads it: ^g, F1, e."""
+        from .keys import BY_ID
 
-        return display_key(self._keymap.get(binding_id, default)) if hasattr(self, "_keymap") else default
+        spec = BY_ID.get(binding_id)
+        return display_key(self._keymap.get(binding_id, spec.key if spec else binding_id))
 
     # ------------------------------------------------------------------ keys
 
     def _apply_keymap(self) -> None:
+        keymap, _ = keymap_from_config(self.cfg["ui"]["keys"])
+        self.set_keymap(keymap)
+
+    def check_key_ids(self) -> list[str]:
+        """The ids in ui.keys that no screen declares (reported once the app shows; imports every screen)."""
         known: set[str] = set()
-        for mode in ("history", "presets", "styles"):
+        for mode in SCREEN_CLASSES:
             cls, _ = screen_class(mode)
             for b in getattr(cls, "BINDINGS", []) if cls else []:
                 if isinstance(b, Binding) and b.id:
                     known.add(b.id)
-        keymap, unknown = keymap_from_config(self.cfg["ui"]["keys"], known)
+        _, unknown = keymap_from_config(self.cfg["ui"]["keys"], known)
+        if unknown and unknown != self.unknown_key_ids:
+            self.notify_error("Unknown key ids in ui.keys", "These binding ids are not known: "
+                              f"{', '.join(unknown)}. Press F1 for the ids.", severity="warning")
         self.unknown_key_ids = unknown
-        self.set_keymap(keymap)
+        return unknown
 
     # ------------------------------------------------------------------ themes
 
@@ -376,8 +387,7 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         for theme, path in themes:
             self.register_theme(theme)
             css = path.with_suffix(".tcss")
-            if css.is_file():
-                self._theme_css[theme.name] = css
+            if css.is_file():  # rules scoped with App.-theme-<name>, so they apply only to their theme
                 self.css_path.append(css)
         self._theme_problems = problems
         wanted = self.cfg["ui"]["theme"] or DEFAULT_THEME
@@ -408,9 +418,8 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         if self._theme_missing:
             self.notify_error("Unknown theme", f"ui.theme is {self._theme_missing!r}; themes: "
                               f"{', '.join(sorted(self.available_themes))}", severity="warning")
-        if self.unknown_key_ids:
-            self.notify_error("Unknown key ids in ui.keys", "These binding ids are not known: "
-                              f"{', '.join(self.unknown_key_ids)}. Press F1 for the ids.", severity="warning")
+        if self.cfg["ui"]["keys"]:
+            self.set_timer(0.3, self.check_key_ids)  # after the first frame: it imports every screen
         self._update_sub_title()
         if self._connect:
             self.connect_service()
@@ -418,13 +427,18 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         elif self.link.reason:
             self.post_message(ServiceState(False, self.link.reason))
 
-    async def on_unmount(self) -> None:
+    async def action_quit(self) -> None:
+        """Quit the interface; the service keeps running queued work."""
         generate = self.main_screens.get("generate")
-        if generate is not None and hasattr(generate, "form_for_saving"):
+        # Only a form that finished loading is saved: an early quit must not overwrite the saved one.
+        if generate is not None and generate.is_mounted and getattr(generate, "form_loaded", False):
             try:
                 await asyncio.to_thread(generate.save_form, generate.form_for_saving())  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - the app is closing; a lost form is not worth a traceback
                 log.exception("could not save the generate form")
+        self.exit()
+
+    async def on_unmount(self) -> None:
         if self.client is not None:
             await self.client.close()
             self.client = None
@@ -578,7 +592,7 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
 
     def on_service_state(self, message: ServiceState) -> None:
         if not message.connected and message.reason:
-            self.notify(f"History browsing still works.\n{message.reason}", title="Service not connected",
+            self.notify(f"History browsing still works.\n{escape(message.reason)}", title="Service not connected",
                         severity="warning", timeout=8)
         self.forward(message)
 
@@ -593,6 +607,10 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
     def _settings_changed(self, message: SettingsChanged) -> None:
         if any(key.startswith("ui.keys") for key in message.changed):
             self._apply_keymap()
+            self.check_key_ids()
+            for screen in self.main_screens.values():
+                for nav in screen.query(ScreenNav):
+                    nav.update(nav._line())
         if "ui.theme" in message.changed and self.cfg["ui"]["theme"] in self.available_themes:
             self.theme = self.cfg["ui"]["theme"]
         if any(key.startswith("paths.") for key in message.changed):

@@ -61,18 +61,16 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("app.theme", "ctrl+t", "pick_theme", "Theme", "app", show=False),
     KeySpec("app.quit", "q", "quit", "Quit", "app"),
     KeySpec("app.quit.ctrl", "ctrl+q", "quit", "Quit", "app", show=False, priority=True),
-    # generate
-    KeySpec("generate.submit", "ctrl+g", "submit", "Generate", "generate", priority=True),
-    KeySpec("generate.submit.enter", "ctrl+enter", "submit", "Generate", "generate", show=False, priority=True),
-    KeySpec("generate.cancel", "ctrl+o", "cancel_job", "Stop", "generate", priority=True),
-    KeySpec("generate.prompt_prev", "ctrl+up", "prompt_prev", "Older prompt", "generate", show=False,
-            priority=True),
-    KeySpec("generate.prompt_next", "ctrl+down", "prompt_next", "Newer prompt", "generate", show=False,
-            priority=True),
-    KeySpec("generate.lora", "ctrl+l", "insert_lora", "LoRA", "generate", priority=True),
-    KeySpec("generate.seed_lock", "ctrl+r", "toggle_seed_lock", "Seed lock", "generate", priority=True),
+    # generate: not priority, so a key waits for the text typed before it to reach the prompt
+    KeySpec("generate.submit", "ctrl+g", "submit", "Generate", "generate"),
+    KeySpec("generate.submit.enter", "ctrl+enter", "submit", "Generate", "generate", show=False),
+    KeySpec("generate.cancel", "ctrl+o", "cancel_job", "Stop", "generate"),
+    KeySpec("generate.prompt_prev", "ctrl+up", "prompt_prev", "Older prompt", "generate", show=False),
+    KeySpec("generate.prompt_next", "ctrl+down", "prompt_next", "Newer prompt", "generate", show=False),
+    KeySpec("generate.lora", "ctrl+l", "insert_lora", "LoRA", "generate"),
+    KeySpec("generate.seed_lock", "ctrl+r", "toggle_seed_lock", "Seed lock", "generate"),
     KeySpec("generate.focus_prompt", "ctrl+f", "focus_prompt", "Prompt", "generate", show=False, priority=True),
-    KeySpec("generate.clear_init", "ctrl+x", "clear_init", "Clear init image", "generate", show=False),
+    KeySpec("generate.clear_init", "ctrl+n", "clear_init", "No init image", "generate", show=False),
     # queue
     KeySpec("queue.cancel", "c", "cancel", "Cancel", "queue"),
     KeySpec("queue.cancel_now", "C", "cancel_now", "Cancel now", "queue", show=False),
@@ -84,8 +82,8 @@ KEYS: tuple[KeySpec, ...] = (
     # vram
     KeySpec("vram.refresh", "r", "refresh_now", "Refresh", "vram"),
     # settings
-    KeySpec("settings.save", "ctrl+s", "save", "Save", "settings", priority=True),
-    KeySpec("settings.revert", "ctrl+r", "revert", "Revert", "settings", priority=True),
+    KeySpec("settings.save", "ctrl+s", "save", "Save", "settings"),
+    KeySpec("settings.revert", "ctrl+r", "revert", "Revert", "settings"),
     # help and error log (modal)
     KeySpec("help.close", "escape", "close", "Close", "help"),
     KeySpec("errors.close", "escape", "close", "Close", "errors"),
@@ -110,7 +108,8 @@ def keymap_from_config(raw: dict[str, str], known_ids: Iterable[str] = ()) -> tu
 
 def display_key(key: str) -> str:
     """A key string as a person reads it: ctrl+g -> ^g, question_mark -> ?, plus -> +."""
-    names = {"question_mark": "?", "plus": "+", "minus": "-", "escape": "esc", "enter": "⏎"}
+    names = {"question_mark": "?", "plus": "+", "minus": "-", "escape": "esc", "enter": "⏎", "up": "↑",
+             "down": "↓", "left": "←", "right": "→"}
     parts = []
     for one in key.split(","):
         one = one.strip()

@@ -21,7 +21,7 @@ class _Copyable:
 
 
 @dataclass
-class JobEvent(_Copyable, Message):
+class JobEvent(_Copyable, Message, bubble=False):
     """A job event other than progress and previews: queued, started, image, done, failed, retrying,
     cancelled, tagged, token, priority, queue_paused, queue_resumed (`event`), with its `data`."""
 
@@ -35,7 +35,7 @@ class JobEvent(_Copyable, Message):
 
 
 @dataclass
-class JobProgress(_Copyable, Message):
+class JobProgress(_Copyable, Message, bubble=False):
     """Where a running job is: step of steps, the phase, the image of the batch, the job's fraction."""
 
     job_id: str
@@ -63,7 +63,7 @@ class JobProgress(_Copyable, Message):
 
 
 @dataclass
-class JobPreview(_Copyable, Message):
+class JobPreview(_Copyable, Message, bubble=False):
     """A live preview of a running job: PNG bytes, small (sd.preview_size)."""
 
     job_id: str
@@ -77,7 +77,7 @@ class JobPreview(_Copyable, Message):
 
 
 @dataclass
-class ServiceState(_Copyable, Message):
+class ServiceState(_Copyable, Message, bubble=False):
     """The app's link to the core service changed: `connected`, and the reason when it is not."""
 
     connected: bool
@@ -85,7 +85,7 @@ class ServiceState(_Copyable, Message):
 
 
 @dataclass
-class CoreStatus(_Copyable, Message):
+class CoreStatus(_Copyable, Message, bubble=False):
     """A fresh `core_status` answer: workers (with pids, states, restarts, loaded models) and the queue."""
 
     status: dict[str, Any]
@@ -95,7 +95,7 @@ class CoreStatus(_Copyable, Message):
 
 
 @dataclass
-class ErrorLogged(_Copyable, Message):
+class ErrorLogged(_Copyable, Message, bubble=False):
     """Something went wrong and was added to the error log (the `e` screen)."""
 
     title: str
@@ -103,7 +103,7 @@ class ErrorLogged(_Copyable, Message):
 
 
 @dataclass
-class SettingsChanged(_Copyable, Message):
+class SettingsChanged(_Copyable, Message, bubble=False):
     """config.json was saved from the settings screen; `changed` lists the dotted keys that differ."""
 
     changed: list[str] = field(default_factory=list)

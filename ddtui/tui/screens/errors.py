@@ -6,6 +6,9 @@ kept here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -20,7 +23,7 @@ from ..messages import ErrorLogged
 class ErrorLogScreen(ModalScreen[None]):
     """Errors of this session; pick one to read all of it."""
 
-    CSS_PATH = "errors.tcss"
+    CSS_PATH = Path(__file__).parent / "errors.tcss"
     BINDINGS = bindings_for("errors")
 
     def compose(self) -> ComposeResult:
@@ -43,7 +46,7 @@ class ErrorLogScreen(ModalScreen[None]):
             options.add_option(Option("No errors in this session.", disabled=True))
             self._show(None)
             return
-        options.add_options([Option(f"{e.when:%H:%M:%S}  {e.title}", id=str(i)) for i, e in enumerate(entries)])
+        options.add_options([Option(f"{e.when:%H:%M:%S}  {escape(e.title)}", id=str(i)) for i, e in enumerate(entries)])
         options.highlighted = 0
         self._show(0)
 
@@ -54,7 +57,7 @@ class ErrorLogScreen(ModalScreen[None]):
             self.query_one("#error-detail", Static).update("")
             return
         entry = entries[index]
-        self.query_one("#error-title", Label).update(f"[b]{entry.title}[/b]  [dim]{entry.when:%Y-%m-%d %H:%M:%S}[/]")
+        self.query_one("#error-title", Label).update(f"[b]{escape(entry.title)}[/b]  [dim]{entry.when:%Y-%m-%d %H:%M:%S}[/]")
         self.query_one("#error-detail", Static).update(entry.detail)
 
     @on(OptionList.OptionHighlighted, "#error-list")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pony.orm import db_session
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -58,7 +59,7 @@ class ResultThumb(Vertical):
 class LoraPicker(ModalScreen[str | None]):
     """Pick a LoRA from the catalog; answers the text to insert (`<lora:name:weight>` and trigger words)."""
 
-    CSS_PATH = "generate.tcss"
+    CSS_PATH = Path(__file__).parent / "generate.tcss"
     BINDINGS = [Binding("escape", "dismiss_none", "Close", id="generate.lora.close")]
 
     def __init__(self, catalog: Catalog) -> None:
@@ -73,7 +74,7 @@ class LoraPicker(ModalScreen[str | None]):
                 sc = e.sidecar
                 weight = sc.default_weight if sc else 1.0
                 trigger = f" — trigger: {', '.join(sc.trigger_words)}" if sc and sc.trigger_words else ""
-                options.append(Option(f"{e.name}  (weight {weight:g}){trigger}", id=e.rel_path))
+                options.append(Option(escape(f"{e.name}  (weight {weight:g}){trigger}"), id=e.rel_path))
             if not options:
                 options.append(Option("No LoRA files in models/lora/", id="", disabled=True))
             yield OptionList(*options, id="lora-list")
@@ -96,7 +97,7 @@ class LoraPicker(ModalScreen[str | None]):
 class GenerateScreen(ReportsWorkerErrors, Screen):
     """Write a prompt, pick a model or preset, and generate; previews and results show as they come."""
 
-    CSS_PATH = "generate.tcss"
+    CSS_PATH = Path(__file__).parent / "generate.tcss"
     TITLE = "Generate"
     BINDINGS = bindings_for("generate")
 
@@ -109,6 +110,8 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         self._history_pos: int | None = None
         self._draft = ""
         self._my_jobs: set[str] = set()
+        self._submitting = 0  # submits waiting for the service's answer
+        self._early: list[JobEvent | JobProgress | JobPreview] = []
         self._results = 0
         self._pending_params: dict[str, Any] | None = None
         self._init_image: Path | None = None
@@ -123,59 +126,65 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         yield ScreenNav()
         with Horizontal(id="gen-main"):
             with VerticalScroll(id="gen-form"):
-                yield Label("Prompt  [dim](^↑/^↓ earlier prompts · ^z undo · ^l LoRA)[/]", classes="field-label")
+                yield Label("Prompt", classes="field-label", id="prompt-label")
                 yield TextArea(id="prompt", soft_wrap=True, tab_behavior="focus", show_line_numbers=False)
                 yield Label("Negative prompt", classes="field-label")
                 yield TextArea(id="negative", soft_wrap=True, tab_behavior="focus", show_line_numbers=False)
-                yield Label("Model or preset", classes="field-label")
-                yield Select([], id="model", prompt="(default model)", allow_blank=True)
                 with Horizontal(classes="row"):
-                    with Vertical(classes="cell"):
-                        yield Label("Size", classes="field-label")
-                        yield Input(id="size", placeholder="model default")
-                    with Vertical(classes="cell"):
-                        yield Label("Steps", classes="field-label")
-                        yield Input(id="steps", placeholder="model default", type="integer")
-                    with Vertical(classes="cell"):
-                        yield Label("CFG", classes="field-label")
-                        yield Input(id="cfg", placeholder="model default", type="number")
+                    yield Label("Model", classes="inline-label")
+                    yield Select([], id="model", prompt="(default model)", allow_blank=True, compact=True)
                 with Horizontal(classes="row"):
-                    with Vertical(classes="cell wide"):
-                        yield Label("Sampler", classes="field-label")
-                        yield Select([(s, s) for s in SAMPLERS], id="sampler", prompt="model default")
-                    with Vertical(classes="cell wide"):
-                        yield Label("Scheduler", classes="field-label")
-                        yield Select([(s, s) for s in SCHEDULERS], id="scheduler", prompt="model default")
+                    yield Label("Size", classes="inline-label")
+                    yield Input(id="size", placeholder="model default", compact=True)
+                    yield Label("Steps", classes="inline-label")
+                    yield Input(id="steps", placeholder="model default", type="integer", compact=True)
+                    yield Label("CFG", classes="inline-label")
+                    yield Input(id="cfg", placeholder="model default", type="number", compact=True)
                 with Horizontal(classes="row"):
-                    with Vertical(classes="cell"):
-                        yield Label("Seed", classes="field-label")
-                        yield Input(id="seed", placeholder="random", type="integer")
-                    with Vertical(classes="cell"):
-                        yield Label(" ", classes="field-label")
-                        yield Checkbox("lock seed", id="seed-lock")
-                    with Vertical(classes="cell"):
-                        yield Label("Batch", classes="field-label")
-                        yield Input("1", id="batch", type="integer")
+                    yield Label("Sampler", classes="inline-label")
+                    yield Select([(s, s) for s in SAMPLERS], id="sampler", prompt="model default", compact=True)
+                    yield Label("Scheduler", classes="inline-label")
+                    yield Select([(s, s) for s in SCHEDULERS], id="scheduler", prompt="model default",
+                                 compact=True)
+                with Horizontal(classes="row"):
+                    yield Label("Seed", classes="inline-label")
+                    yield Input(id="seed", placeholder="random", type="integer", compact=True)
+                    yield Checkbox("lock (^r)", id="seed-lock", compact=True)
+                    yield Label("Batch", classes="inline-label")
+                    yield Input("1", id="batch", type="integer", compact=True)
                 with Horizontal(classes="row", id="init-row"):
                     yield Label("", id="init-label")
-                    yield Input("0.75", id="strength", type="number", placeholder="strength")
-                yield Label("Styles  [dim](space: toggle)[/]", classes="field-label")
+                    yield Input("0.75", id="strength", type="number", placeholder="strength", compact=True)
+                yield Label("Styles  [dim](space: toggle)[/]", classes="field-label", id="styles-label")
                 yield SelectionList[str](id="styles")
-                yield Static("", id="form-error")
+                yield Static("", id="form-error", markup=False)
             with Vertical(id="gen-side"):
                 yield ImageView("Live preview appears here", id="preview")
                 yield JobProgressBar(id="progress")
-                yield Static("", id="gen-status")
+                yield Static("", id="gen-status", markup=False)
         with Vertical(id="results-box"):
             yield Label("Results", id="results-title")
             yield HorizontalScroll(id="results")
         yield Footer()
 
     def on_mount(self) -> None:
+        key = self.app.key_label  # type: ignore[attr-defined]
+        self.query_one("#prompt-label", Label).update(
+            f"Prompt  [dim]({key('generate.prompt_prev')}/{key('generate.prompt_next')} earlier prompts · "
+            f"^z undo · {key('generate.lora')} LoRA · {key('generate.submit')} generate)[/]")
         self.query_one("#init-row").display = False
         self.query_one("#prompt", TextArea).focus()
         self._show_service_state(self.app.link.connected, self.app.link.reason)  # type: ignore[attr-defined]
         self.load_form()
+
+    @property
+    def form_loaded(self) -> bool:
+        """The saved form and the choices are in the fields (saving before that would lose the form)."""
+        return self._ready
+
+    def on_screen_suspend(self) -> None:
+        if self._ready:
+            self._save_form_in_background(self.form_for_saving())
 
     # ------------------------------------------------------------------ loading choices and the saved form
 
@@ -198,11 +207,11 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             if not e.usable:
                 continue
             value = f"model:{e.rel_path}"
-            options.append((f"model  {e.name}", value))
+            options.append((escape(f"model  {e.name}"), value))
             self._defaults[value] = dict(e.sidecar.defaults) if e.sidecar else {}
         for name, model, params in presets:
             value = f"preset:{name}"
-            options.append((f"preset {name}", value))
+            options.append((escape(f"preset {name}"), value))
             base = {}
             try:
                 entry = catalog.find(model, kind="image")
@@ -217,7 +226,10 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             self._defaults[Select.NULL] = self._defaults[f"model:{default_model}"]  # type: ignore[index]
         style_list = self.query_one("#styles", SelectionList)
         style_list.clear_options()
-        style_list.add_options([(name, name) for name in styles])
+        style_list.add_options([(escape(name), name) for name in styles])
+        style_list.display = bool(styles)
+        self.query_one("#styles-label", Label).update(
+            "Styles  [dim](space: toggle)[/]" if styles else "Styles  [dim]none saved yet (F6: the Styles screen)[/]")
         if not options:
             self._error("No image models found. Put models in models/stable-diffusion/ or run "
                         "`ddtui models demo`.")
@@ -230,10 +242,10 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         self._update_placeholders()
 
     def _apply_form(self, form: dict[str, Any]) -> None:
-        if "prompt" in form:
-            self.query_one("#prompt", TextArea).load_text(str(form.get("prompt") or ""))
-        if "negative" in form:
-            self.query_one("#negative", TextArea).load_text(str(form.get("negative") or ""))
+        for area_id, key in (("prompt", "prompt"), ("negative", "negative")):
+            area = self.query_one(f"#{area_id}", TextArea)
+            if key in form and not area.text:  # text typed while the form loaded stays
+                area.load_text(str(form.get(key) or ""))
         for field_id in ("size", "steps", "cfg", "seed", "batch"):
             if field_id in form and form[field_id] is not None:
                 self.query_one(f"#{field_id}", Input).value = str(form[field_id])
@@ -395,10 +407,14 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         return req
 
     def action_submit(self) -> None:
+        if not self._ready:
+            self.notify("The form is still loading.", severity="warning", timeout=2)
+            return
         try:
             request = self.build_request()
         except ParamError as exc:
             self._error(str(exc))
+            self.notify(escape(str(exc)), title="Cannot generate", severity="error")
             return
         self._error("")
         styles = list(self.query_one("#styles", SelectionList).selected)
@@ -419,6 +435,7 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             if negative:
                 request["negative_prompt"] = negative
         progress = self.query_one("#progress", JobProgressBar)
+        self._submitting += 1
         try:
             job = await app.submit("generate", request)  # type: ignore[attr-defined]
         except RequestFailed as exc:
@@ -429,6 +446,8 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             self._error(str(exc))
             app.notify_error("Cannot generate", str(exc))  # type: ignore[attr-defined]
             return
+        finally:
+            self._submitting -= 1
         job_id = str(job["id"])
         self._my_jobs.add(job_id)
         self.job_id = job_id
@@ -438,6 +457,11 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             self.query_one("#seed", Input).value = str(seed)
         batch = job.get("payload", {}).get("batch", 1)
         self._status(f"Job {job_id} queued: {batch} image(s), seed {seed}.")
+        # Events of this job may have come in before the service's answer did: handle them now, in order.
+        early, self._early = [m for m in self._early if m.job_id == job_id], [
+            m for m in self._early if m.job_id != job_id and self._submitting]
+        for message in early:
+            self._dispatch_job_message(message)
 
     def _remember_prompt(self, prompt: str) -> None:
         if prompt in self.prompt_history:
@@ -448,9 +472,36 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
 
     # ------------------------------------------------------------------ job events
 
+    def _mine(self, message: JobEvent | JobProgress | JobPreview) -> bool:
+        """Whether a job event is about this screen's jobs; kept for later while a submit is answered."""
+        if message.job_id in self._my_jobs:
+            return True
+        if self._submitting:
+            self._early.append(message)
+            del self._early[:-500]
+        return False
+
+    def _dispatch_job_message(self, message: JobEvent | JobProgress | JobPreview) -> None:
+        if isinstance(message, JobEvent):
+            self._job_event(message)
+        elif isinstance(message, JobProgress):
+            self._job_progress(message)
+        else:
+            self._job_preview(message)
+
     def on_job_event(self, message: JobEvent) -> None:
-        if message.job_id not in self._my_jobs:
-            return
+        if self._mine(message):
+            self._job_event(message)
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        if self._mine(message):
+            self._job_progress(message)
+
+    def on_job_preview(self, message: JobPreview) -> None:
+        if self._mine(message):
+            self._job_preview(message)
+
+    def _job_event(self, message: JobEvent) -> None:
         progress = self.query_one("#progress", JobProgressBar)
         d = message.data
         if message.event == "started":
@@ -481,11 +532,11 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             return f"Job {message.job_id} failed: {d.get('reason')}: {d.get('message')}"
         return f"Job {message.job_id} cancelled."
 
-    def on_job_progress(self, message: JobProgress) -> None:
+    def _job_progress(self, message: JobProgress) -> None:
         if message.job_id == self.job_id:
             self.query_one("#progress", JobProgressBar).advance(message)
 
-    def on_job_preview(self, message: JobPreview) -> None:
+    def _job_preview(self, message: JobPreview) -> None:
         if message.job_id == self.job_id:
             self.query_one("#preview", ImageView).show_png(message.png, f"preview · step {message.step}")
 
@@ -596,8 +647,11 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
     # ------------------------------------------------------------------ small helpers
 
     def _error(self, text: str) -> None:
-        self.query_one("#form-error", Static).update(text)
-        self.query_one("#form-error").set_class(bool(text), "-shown")
+        box = self.query_one("#form-error", Static)
+        box.update(text)
+        box.set_class(bool(text), "-shown")
+        if text:
+            box.scroll_visible(animate=False)
 
     def _status(self, text: str) -> None:
         self.query_one("#gen-status", Static).update(text)

@@ -5,6 +5,8 @@ Keys are read from the screens' bindings with the keymap applied, so a remapped 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,7 +22,7 @@ from ..keys import KEYS, SCREENS, bindings_for
 class HelpScreen(ModalScreen[None]):
     """All keys, grouped by where they work."""
 
-    CSS_PATH = "help.tcss"
+    CSS_PATH = Path(__file__).parent / "help.tcss"
     BINDINGS = bindings_for("help") + [("q", "close", "Close")]
 
     def compose(self) -> ComposeResult:
@@ -29,39 +31,47 @@ class HelpScreen(ModalScreen[None]):
             yield Static(self._notes(), id="help-notes")
         yield Footer()
 
-    def _keys_table(self) -> Table:
+    def key_rows(self) -> list[tuple[str, str, str, str]]:
+        """(where, key, what it does, binding id) for every key, remaps applied; `---` starts a group."""
         app = self.app
-        table = Table(title="ddtui keys", title_style="bold", expand=True, show_edge=False, pad_edge=False)
-        table.add_column("Where", style="bold", no_wrap=True)
-        table.add_column("Key", style="bold magenta", no_wrap=True)
-        table.add_column("Does", ratio=2)
-        table.add_column("Binding id (ui.keys)", style="dim", no_wrap=True)
+        rows: list[tuple[str, str, str, str]] = []
         specs = [s for s in KEYS if s.scope == "app"]
         for spec in specs:
             if spec.id.startswith("screen.") and spec.id.endswith(".fkey"):
                 continue
             binding = spec.binding()
-            what = spec.description
             if spec.id.startswith("screen."):
                 fkey = next(s for s in specs if s.id == spec.id + ".fkey").binding()
-                table.add_row("everywhere", f"{key_of(app, binding)} / {key_of(app, fkey)}",  # type: ignore[arg-type]
-                              f"show the {what} screen", f"{spec.id}, {spec.id}.fkey")
-                continue
-            table.add_row("everywhere", key_of(app, binding), what, spec.id)  # type: ignore[arg-type]
-        table.add_row("everywhere", "^p", "command palette: every screen, action and theme", "(Textual)")
-        table.add_row("text fields", "^z / ^y", "undo / redo", "(Textual)")
+                rows.append(("everywhere", f"{key_of(app, binding)} / {key_of(app, fkey)}",  # type: ignore[arg-type]
+                             f"show the {spec.description} screen", f"{spec.id}, {spec.id}.fkey"))
+            else:
+                rows.append(("everywhere", key_of(app, binding), spec.description, spec.id))  # type: ignore[arg-type]
+        rows.append(("everywhere", "^p", "command palette: every screen, action and theme", "(Textual)"))
+        rows.append(("text fields", "^z / ^y", "undo / redo", "(Textual)"))
         for mode, title in SCREENS:
             cls, reason = screen_class(mode)
             bindings = _bindings_of(cls)
+            rows.append(("---", "", "", ""))
             if not bindings:
-                table.add_row(title, "", Text(reason or "no keys of its own", style="dim"), "")
-                continue
-            table.add_section()
+                rows.append((title, "", reason or "no keys of its own", ""))
             for b in bindings:
-                table.add_row(title, key_of(app, b), b.description or b.action, b.id or "")  # type: ignore[arg-type]
-        table.add_section()
+                rows.append((title, key_of(app, b), b.description or b.action, b.id or ""))  # type: ignore[arg-type]
+        rows.append(("---", "", "", ""))
         for b in bindings_for("errors"):
-            table.add_row("error log", key_of(app, b), b.description, b.id or "")  # type: ignore[arg-type]
+            rows.append(("error log", key_of(app, b), b.description, b.id or ""))  # type: ignore[arg-type]
+        return rows
+
+    def _keys_table(self) -> Table:
+        table = Table(title="ddtui keys", title_style="bold", expand=True, show_edge=False, pad_edge=False)
+        table.add_column("Where", style="bold", no_wrap=True)
+        table.add_column("Key", style="bold magenta", no_wrap=True)
+        table.add_column("Does", ratio=2)
+        table.add_column("Binding id (ui.keys)", style="dim", no_wrap=True)
+        for row in self.key_rows():
+            if row[0] == "---":
+                table.add_section()
+            else:
+                table.add_row(*row)
         return table
 
     def _notes(self) -> Text:

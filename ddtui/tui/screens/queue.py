@@ -7,9 +7,13 @@ service, which owns the queue.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from datetime import datetime, timezone
 from typing import Any
 
 from pony.orm import db_session, desc, select
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -33,6 +37,11 @@ COLUMNS = (("id", "Job"), ("type", "Type"), ("state", "State"), ("priority", "Pr
            ("attempts", "Tries"), ("worker", "Worker"), ("what", "What"), ("note", "Note"))
 
 
+def local(dt: datetime) -> datetime:
+    """Job times are stored as naive UTC; people read local time."""
+    return dt.replace(tzinfo=timezone.utc).astimezone()
+
+
 def _clip(text: str, n: int) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -49,7 +58,7 @@ def progress_cell(fraction: float, width: int = 10) -> Text:
 class QueueScreen(ReportsWorkerErrors, Screen):
     """Every queued, running and failed job (and, with `a`, the finished ones)."""
 
-    CSS_PATH = "queue.tcss"
+    CSS_PATH = Path(__file__).parent / "queue.tcss"
     TITLE = "Queue"
     BINDINGS = bindings_for("queue")
 
@@ -121,7 +130,7 @@ class QueueScreen(ReportsWorkerErrors, Screen):
         if job.state == "done" and job.result.get("generation_ids"):
             note = "→ " + " ".join(f"#{i}" for i in job.result["generation_ids"][:6])
         elif job.state == "running" and job.started is not None:
-            note = note or f"started {job.started:%H:%M:%S}"
+            note = note or f"started {local(job.started):%H:%M:%S}"
         return [
             Text(str(job.id), justify="right"),
             job.type,
@@ -165,10 +174,10 @@ class QueueScreen(ReportsWorkerErrors, Screen):
             if job.started and job.finished:
                 took = f" · took {format_seconds((job.finished - job.started).total_seconds())}"
             prompt = job.payload.get("prompt", "")
-            text = (f"Job {job.id} · {job.type} · {job.state} · created {job.created:%Y-%m-%d %H:%M:%S}{took}"
-                    + (f" · group {job.group}" if job.group else "")
-                    + (f"\n{_clip(prompt, 300)}" if prompt else "")
-                    + (f"\n[red]{_clip(job.error, 300)}[/]" if job.error else ""))
+            text = (f"Job {job.id} · {job.type} · {job.state} · created {local(job.created):%Y-%m-%d %H:%M:%S}{took}"
+                    + (f" · group {escape(job.group)}" if job.group else "")
+                    + (f"\n{escape(_clip(prompt, 300))}" if prompt else "")
+                    + (f"\n[red]{escape(_clip(job.error, 300))}[/]" if job.error else ""))
         self.query_one("#queue-detail", Static).update(text)
 
     def _schedule_reload(self) -> None:

@@ -7,16 +7,19 @@ service reads the rest when it starts again.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 import re
 from typing import Any, Iterator
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch, TextArea
+from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
 
 from ...config import DEFAULTS, ConfigError, validate, write_json_atomic
 from ..app import ReportsWorkerErrors, ScreenNav
@@ -81,13 +84,14 @@ def flat(data: dict[str, Any]) -> dict[str, str]:
 class SettingsScreen(ReportsWorkerErrors, Screen):
     """Edit config.json; ctrl+s checks and saves, ctrl+r goes back to what is saved."""
 
-    CSS_PATH = "settings.tcss"
+    CSS_PATH = Path(__file__).parent / "settings.tcss"
     TITLE = "Settings"
     BINDINGS = bindings_for("settings")
 
     def __init__(self) -> None:
         super().__init__(name="settings")
         self.keys = [key for key, _ in leaves(DEFAULTS)]
+        self._checked: dict[str, object] = {}  # field -> the value its shown error is about
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -102,41 +106,42 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
                     note = "  [dim](read by the service when it starts)[/]" if head in SERVICE_SECTIONS else ""
                     yield Label(f"[b]{head}[/b]{note}", classes="section")
                 with Vertical(classes="setting"):
-                    hint = HELP.get(dotted, "")
-                    yield Label(f"{dotted}" + (f"  [dim]{hint}[/]" if hint else ""), classes="setting-label")
-                    yield self._field(dotted, default)
-                    yield Static("", id=error_id(dotted), classes="field-error")
+                    with Horizontal(classes="setting-row"):
+                        yield Label(dotted, classes="setting-label")
+                        yield self._field(dotted, default)
+                        yield Label(HELP.get(dotted, ""), classes="setting-hint")
+                    yield Static("", id=error_id(dotted), classes="field-error", markup=False)
         yield Footer()
 
     def _field(self, dotted: str, default: Any) -> Widget:
         fid = field_id(dotted)
         if dotted == "ui.image_protocol":
-            return Select([(c, c) for c in IMAGE_CHOICES], id=fid, allow_blank=False)
+            return Select([(c, c) for c in IMAGE_CHOICES], id=fid, allow_blank=False, compact=True)
         if dotted == "ui.theme":
             names = sorted(self.app.available_themes)
-            return Select([(n, n) for n in names], id=fid, allow_blank=False)
+            return Select([(n, n) for n in names], id=fid, allow_blank=False, compact=True)
         if isinstance(default, bool):
-            return Switch(id=fid)
+            return Checkbox("on", id=fid, compact=True)
         if isinstance(default, str) and len(default) > 60:
-            return TextArea(id=fid, soft_wrap=True, classes="long", tab_behavior="focus")
+            return TextArea(id=fid, soft_wrap=True, classes="long", tab_behavior="focus", compact=True)
         if isinstance(default, (dict, list)):
-            return Input(id=fid, placeholder="JSON")
+            return Input(id=fid, placeholder="JSON", compact=True)
         if isinstance(default, int):
-            return Input(id=fid, type="integer")
+            return Input(id=fid, type="integer", compact=True)
         if isinstance(default, float):
-            return Input(id=fid, type="number")
-        return Input(id=fid)
+            return Input(id=fid, type="number", compact=True)
+        return Input(id=fid, compact=True)
 
     def on_mount(self) -> None:
         self.fill(self.app.cfg.data)  # type: ignore[attr-defined]
         self.query_one("#settings-summary", Static).update(
-            f"{self.app.cfg.path}  [dim]ctrl+s: check and save · ctrl+r: revert[/]")  # type: ignore[attr-defined]
+            f"{escape(str(self.app.cfg.path))}  [dim]ctrl+s: check and save · ctrl+r: revert[/]")  # type: ignore[attr-defined]
 
     def fill(self, data: dict[str, Any]) -> None:
         for dotted in self.keys:
             value = get_dotted(data, dotted)
             widget = self.query_one(f"#{field_id(dotted)}")
-            if isinstance(widget, Switch):
+            if isinstance(widget, Checkbox):
                 widget.value = bool(value)
             elif isinstance(widget, Select):
                 if value in [v for v in (IMAGE_CHOICES if dotted == "ui.image_protocol"
@@ -156,7 +161,7 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
         errors: dict[str, str] = {}
         for dotted, default in leaves(DEFAULTS):
             widget = self.query_one(f"#{field_id(dotted)}")
-            if isinstance(widget, Switch):
+            if isinstance(widget, Checkbox):
                 value: Any = widget.value
             elif isinstance(widget, Select):
                 value = widget.value if isinstance(widget.value, str) else default
@@ -216,10 +221,10 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
                     self._field_error(dotted, message)
             first = next(iter(errors))
             summary = f"Not saved: {len(errors)} problem(s). {first}: {errors[first]}"
-            self.query_one("#settings-summary", Static).update(f"[b red]{summary}[/]")
+            self.query_one("#settings-summary", Static).update(f"[b red]{escape(summary)}[/]")
             if first in self.keys:
                 self.query_one(f"#{field_id(first)}").focus()
-            self.notify(summary, title="Settings", severity="error")
+            self.notify(escape(summary), title="Settings", severity="error")
             return
         self.write(merged)
 
@@ -239,8 +244,8 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
         note = (" The service reads " + ", ".join(service[:4]) + (" …" if len(service) > 4 else "")
                 + " when it starts again (ddtui serve --stop, then start ddtui).") if service else ""
         self.query_one("#settings-summary", Static).update(
-            f"[green]Saved[/] {cfg.path} · {len(changed)} change(s).{note}")
-        self.notify(f"{len(changed)} change(s) saved.{note}", title="Settings")
+            f"[green]Saved[/] {escape(str(cfg.path))} · {len(changed)} change(s).{escape(note)}")
+        self.notify(escape(f"{len(changed)} change(s) saved.{note}"), title="Settings")
         self.app.post_message(SettingsChanged(changed))
 
     def action_revert(self) -> None:
@@ -253,10 +258,18 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
 
     @on(Input.Changed)
     def _clear_error(self, event: Input.Changed) -> None:
+        """An edited field loses its error (not one whose value is still the one that was checked)."""
         if event.input.id and event.input.id.startswith("f-"):
-            self._field_error(event.input.id[2:].replace("--", "."), "")
+            dotted = event.input.id[2:].replace("--", ".")
+            if self._checked.get(dotted) != event.value:
+                self._field_error(dotted, "")
 
     def _field_error(self, dotted: str, message: str) -> None:
+        if message:
+            widget = self.query_one(f"#{field_id(dotted)}")
+            self._checked[dotted] = widget.value if isinstance(widget, Input) else None
+        else:
+            self._checked.pop(dotted, None)
         try:
             box = self.query_one(f"#{error_id(dotted)}", Static)
         except Exception:  # noqa: BLE001 - an unknown key from the validator has no field

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
+from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from ..app import ReportsWorkerErrors, ScreenNav
 from ..keys import bindings_for
@@ -27,6 +28,20 @@ from ..messages import CoreStatus, ServiceState
 
 SAMPLE_EVERY_S = 1.0
 HISTORY = 120
+
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def percent_bars(values: list[float], width: int, height: int = 3) -> str:
+    """A history of percentages as bars on a fixed 0-100 scale (newest on the right), `height` rows tall."""
+    values = values[-width:] if width > 0 else []
+    levels = [round(max(0.0, min(100.0, v)) / 100 * 8 * height) for v in values]
+    rows = []
+    for r in range(height):
+        floor = (height - 1 - r) * 8
+        rows.append("".join(BLOCKS[max(0, min(8, lv - floor))] for lv in levels).rjust(width))
+    return "\n".join(rows)
 
 
 def human_mb(mb: float) -> str:
@@ -76,6 +91,7 @@ class SystemProbe:
         self._nvml: Any = None
         self._nvml_reason = "" if use_nvml else "GPU probing is off"
         self._last_cpu: tuple[int, int] | None = None
+        self._last_percent: float | None = None
 
     def _init_nvml(self) -> Any:
         if self._nvml is not None or self._nvml_reason:
@@ -128,7 +144,7 @@ class SystemProbe:
         return out, ""
 
     def system(self) -> SystemSample:
-        cpus = os.cpu_count() or 1
+        cpus = self.cpu_count()
         try:
             parts = (self.proc / "loadavg").read_text().split()
             load = (float(parts[0]), float(parts[1]), float(parts[2]))
@@ -138,18 +154,30 @@ class SystemProbe:
         try:
             fields = [int(x) for x in (self.proc / "stat").read_text().splitlines()[0].split()[1:]]
             idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
-            if self._last_cpu is not None and total > self._last_cpu[1]:
+            if self._last_cpu is None:
+                cpu_percent = 100.0 * (total - idle) / max(1, total)  # the first figure: the average since boot
+            elif total > self._last_cpu[1]:
                 busy = (total - self._last_cpu[1]) - (idle - self._last_cpu[0])
                 cpu_percent = 100.0 * busy / (total - self._last_cpu[1])
-            elif self._last_cpu is not None:
-                cpu_percent = 0.0
+            else:
+                cpu_percent = self._last_percent  # no time has passed for the counters
             self._last_cpu = (idle, total)
+            self._last_percent = cpu_percent
         except (OSError, ValueError, IndexError):
             pass
         mem = self.meminfo()
         return SystemSample(cpus, load, cpu_percent, mem.get("MemTotal", 0) / 1024,
                             mem.get("MemAvailable", mem.get("MemFree", 0)) / 1024, mem.get("SwapTotal", 0) / 1024,
                             mem.get("SwapFree", 0) / 1024)
+
+    def cpu_count(self) -> int:
+        """CPUs listed in <proc>/stat (what this machine has, or what a test's /proc says)."""
+        try:
+            lines = (self.proc / "stat").read_text().splitlines()
+            count = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+        except OSError:
+            count = 0
+        return count or os.cpu_count() or 1
 
     def meminfo(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -181,9 +209,11 @@ class SystemProbe:
 class VramScreen(ReportsWorkerErrors, Screen):
     """GPU memory (or CPU and RAM), our workers' share of it, and the workers' states."""
 
-    CSS_PATH = "vram.tcss"
+    CSS_PATH = Path(__file__).parent / "vram.tcss"
     TITLE = "VRAM"
     BINDINGS = bindings_for("vram")
+
+    sample_every: float = SAMPLE_EVERY_S
 
     def __init__(self) -> None:
         super().__init__(name="vram")
@@ -206,10 +236,10 @@ class VramScreen(ReportsWorkerErrors, Screen):
         with Horizontal(id="sparks"):
             with Vertical(classes="spark-box"):
                 yield Label("", id="spark-a-label", classes="spark-label")
-                yield Sparkline([], id="spark-a")
+                yield Static("", id="spark-a", classes="spark")
             with Vertical(classes="spark-box"):
                 yield Label("", id="spark-b-label", classes="spark-label")
-                yield Sparkline([], id="spark-b")
+                yield Static("", id="spark-b", classes="spark")
         yield Label("Our processes", classes="section")
         yield DataTable(id="processes", cursor_type="none")
         yield Label("Workers", classes="section")
@@ -227,7 +257,7 @@ class VramScreen(ReportsWorkerErrors, Screen):
             procs.add_column(label, key=key)
         self._show_workers(self.app.link.status)  # type: ignore[attr-defined]
         self.refresh_now()
-        self.set_interval(SAMPLE_EVERY_S, self._tick)
+        self.set_interval(self.sample_every, self._tick)
 
     def _tick(self) -> None:
         if self.is_current:
@@ -239,7 +269,10 @@ class VramScreen(ReportsWorkerErrors, Screen):
     @work(group="vram-sample", thread=True, exclusive=True, exit_on_error=False)
     def refresh_now(self) -> None:
         sample = self.probe.sample()
-        pids = [int(w["pid"]) for w in self.app.link.status.get("workers", []) if w.get("pid")]  # type: ignore[attr-defined]
+        status = self.app.link.status  # type: ignore[attr-defined]
+        pids = [int(w["pid"]) for w in status.get("workers", []) if w.get("pid")]
+        if status.get("pid"):
+            pids.append(int(status["pid"]))
         rss = {pid: self.probe.rss_mb(pid) for pid in pids}
         self.app.call_from_thread(self._show_sample, sample, rss)
 
@@ -256,7 +289,7 @@ class VramScreen(ReportsWorkerErrors, Screen):
         s = sample.system
         if sample.gpus:
             self.query_one("#vram-summary", Static).update(
-                f"{len(sample.gpus)} NVIDIA GPU(s) · refreshed every {SAMPLE_EVERY_S:g} s (r: now)")
+                f"{len(sample.gpus)} NVIDIA GPU(s) · refreshed every {self.sample_every:g} s (r: now)")
             for key, label in (("gpu", "GPU"), ("name", "Name"), ("used", "Used"), ("free", "Free"),
                                ("total", "Total"), ("util", "Use"), ("temp", "Temp")):
                 table.add_column(label, key=key)
@@ -271,7 +304,7 @@ class VramScreen(ReportsWorkerErrors, Screen):
             self._spark("b", b, f"GPU 0 use: {b[-1]:.0f}%" if b else "GPU 0 use: n/a")
         else:
             self.query_one("#vram-summary", Static).update(
-                f"[b]No NVIDIA GPU[/b]: {sample.gpu_reason}. Showing CPU and RAM instead.")
+                f"[b]No NVIDIA GPU[/b]: {escape(sample.gpu_reason)}. Showing CPU and RAM instead.")
             for key, label in (("what", ""), ("a", "Total"), ("b", "Used"), ("c", "Free / idle"),
                                ("d", "Load (1, 5, 15 min)")):
                 table.add_column(label, key=key)
@@ -291,7 +324,8 @@ class VramScreen(ReportsWorkerErrors, Screen):
         self._show_processes(sample, rss)
 
     def _spark(self, which: str, data: list[float], label: str) -> None:
-        self.query_one(f"#spark-{which}", Sparkline).data = data or [0.0]
+        spark = self.query_one(f"#spark-{which}", Static)
+        spark.update(percent_bars(data, max(1, spark.size.width or 40)))
         self.query_one(f"#spark-{which}-label", Label).update(label)
 
     def _show_processes(self, sample: Sample, rss: dict[int, float | None]) -> None:
@@ -305,9 +339,13 @@ class VramScreen(ReportsWorkerErrors, Screen):
                 table.add_row(str(pid), name, f"GPU {g.index}", human_mb(mb))
                 rows += 1
         if not sample.gpus:
-            for pid, w in sorted(workers.items()):
+            service_pid = self.app.link.status.get("pid")  # type: ignore[attr-defined]
+            named = {pid: w.get("name", "?") for pid, w in workers.items()}
+            if service_pid:
+                named[int(service_pid)] = "ddtui service"
+            for pid, name in sorted(named.items()):
                 mb = rss.get(pid)
-                table.add_row(str(pid), w.get("name", "?"), "RAM (resident)", "-" if mb is None else human_mb(mb))
+                table.add_row(str(pid), name, "RAM (resident)", "-" if mb is None else human_mb(mb))
                 rows += 1
         if rows == 0:
             table.add_row("-", "no worker processes known" if not workers else "none on the GPU", "", "")

@@ -28,7 +28,7 @@ from threading import Lock
 
 from PIL import Image as PILImage
 from textual import work
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -278,10 +278,16 @@ class ImageView(Widget):
     def clear(self) -> None:
         self._set(None)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # A thumbnail that cannot be read is shown as missing; the cache makes it again on the next visit.
+        if event.state == WorkerState.ERROR and self._text is not None:
+            self._set(None)
+            self._text.update("thumbnail missing")
+
 
 def describe(detection: Detection) -> str:
     tmux = ""
-    if detection.tmux:
+    if detection.tmux and "tmux" not in detection.reason:
         tmux = f"; tmux passthrough {'on' if detection.tmux_passthrough else 'off'}"
     return f"images: {detection.protocol} ({detection.reason}{tmux})"
 

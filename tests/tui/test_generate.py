@@ -1,0 +1,187 @@
+"""The generate screen through its keys, against a real service (real workers, the demo models) where it
+generates, and against a real history database for the form, prompt history, LoRA insertion and checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pony.orm import db_session
+from textual.widgets import Input, Select, TextArea
+
+from ddtui.catalog.demo import IMAGE_MODEL
+from ddtui.tui.screens.generate import FORM_SETTING, GenerateScreen, LoraPicker, ResultThumb
+from ddtui.tui.widgets.progress import JobProgressBar
+
+SIZE = (160, 48)
+
+
+async def type_prompt(pilot, text: str) -> None:
+    screen = pilot.app.screen
+    screen.query_one("#prompt", TextArea).focus()
+    await pilot.press(*text)
+
+
+async def test_generate_from_the_keyboard_records_and_shows_the_image(service, app_at, wait):
+    app = app_at(service.home, connect=True, protocol="halfcell")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.link.connected, 20, "the service link")
+        screen = app.screen
+        assert isinstance(screen, GenerateScreen)
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        await type_prompt(pilot, "a red fox")
+        screen.query_one("#batch", Input).value = "2"
+        await pilot.press("ctrl+g")
+        await wait(pilot, lambda: screen.job_id, 10, "the job to be queued")
+        progress = screen.query_one("#progress", JobProgressBar)
+        await wait(pilot, lambda: len(screen.query(ResultThumb)) == 2, 90, "two results in the strip")
+        await wait(pilot, lambda: progress.state == "done", 30, "the job to finish")
+        thumbs = list(screen.query(ResultThumb))
+        ids = [t.generation_id for t in thumbs]
+        with db_session:
+            rows = [app.db.Generation[i] for i in ids]
+            assert all(r.prompt == "a red fox" for r in rows)
+            assert rows[0].model == IMAGE_MODEL
+            assert rows[1].seed == rows[0].seed + 1  # a batch walks seeds
+        assert all(t.thumb.exists() for t in thumbs)
+        assert progress.fraction == 1.0
+        assert "finished: 2 image(s)" in str(screen.query_one("#gen-status").render())
+        # The seed that was used is shown, so locking it re-runs the same image.
+        assert screen.query_one("#seed", Input).value == str(rows[0].seed)
+
+
+async def test_cancel_the_running_job_from_the_generate_screen(service, app_at, wait):
+    app = app_at(service.home, connect=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.link.connected, 20, "the service link")
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        await type_prompt(pilot, "many owls")
+        screen.query_one("#batch", Input).value = "20"
+        await pilot.press("ctrl+g")
+        progress = screen.query_one("#progress", JobProgressBar)
+        await wait(pilot, lambda: progress.state == "running", 30, "the job to start")
+        await pilot.press("ctrl+o")
+        await wait(pilot, lambda: progress.state == "cancelled", 60, "the cancellation")
+        with db_session:
+            job = app.db.Job[int(screen.job_id)]
+            assert job.state == "cancelled"
+            assert len(job.result.get("generation_ids", [])) < 20
+
+
+async def test_a_bad_value_is_reported_before_anything_is_queued(app_on, wait):
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        await type_prompt(pilot, "a boat")
+        screen.query_one("#size", Input).value = "65x64"
+        await pilot.press("ctrl+g")
+        error = str(screen.query_one("#form-error").render())
+        assert "width 65 is not a multiple of 8" in error
+        assert screen.query_one("#form-error").has_class("-shown")
+        assert not screen.job_id
+
+
+async def test_form_and_prompt_history_persist_and_walk(demo_home: Path, app_at, wait):
+    app = app_at(demo_home)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        for prompt in ("first prompt", "second prompt"):
+            screen.query_one("#prompt", TextArea).load_text("")
+            await type_prompt(pilot, prompt)
+            await pilot.press("ctrl+g")  # no service: refused, but the prompt is remembered
+            await pilot.pause()
+        screen.query_one("#steps", Input).value = "3"
+        screen.query_one("#sampler", Select).value = "heun"
+        await pilot.press("ctrl+q")
+    with db_session:
+        assert app.db.Setting[FORM_SETTING].value["steps"] == "3"  # saved at quit
+    again = app_at(demo_home)
+    async with again.run_test(size=SIZE) as pilot:
+        screen = again.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        area = screen.query_one("#prompt", TextArea)
+        assert area.text == "second prompt"
+        assert screen.query_one("#steps", Input).value == "3"
+        assert screen.query_one("#sampler", Select).value == "heun"
+        assert screen.prompt_history[-2:] == ["first prompt", "second prompt"]
+        area.load_text("draft")
+        await pilot.press("ctrl+up")
+        assert area.text == "second prompt"
+        await pilot.press("ctrl+up")
+        assert area.text == "first prompt"
+        await pilot.press("ctrl+down")
+        assert area.text == "second prompt"
+        await pilot.press("ctrl+down")
+        assert area.text == "draft"
+        await pilot.press("ctrl+up")
+        await pilot.press("ctrl+z")  # the editor's undo brings back what was there
+        assert area.text == "draft"
+
+
+async def test_lora_is_inserted_at_the_cursor_with_its_trigger_words(app_on, wait):
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        screen.query_one("#prompt", TextArea).load_text("")
+        await type_prompt(pilot, "a castle")
+        await pilot.press("ctrl+l")
+        await wait(pilot, lambda: isinstance(app.screen, LoraPicker), 5, "the LoRA picker")
+        await pilot.press("enter")
+        await wait(pilot, lambda: app.screen is screen, 5, "back on the form")
+        assert screen.query_one("#prompt", TextArea).text == "a castle, <lora:demo-lora:0.8> demo style"
+        request = screen.build_request()
+        assert request["prompt"].startswith("a castle, <lora:demo-lora:0.8>")
+
+
+async def test_seed_lock_and_request_from_the_form(app_on, wait):
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        screen.query_one("#prompt", TextArea).load_text("a tree")
+        screen.query_one("#seed", Input).value = "42"
+        assert screen.build_request()["seed"] == -1  # unlocked: random
+        await pilot.press("ctrl+r")
+        assert screen.seed_locked
+        req = screen.build_request()
+        assert req["seed"] == 42 and req["batch"] == 1 and "model" not in req
+        screen.query_one("#model", Select).value = f"model:{IMAGE_MODEL}"
+        screen.query_one("#size", Input).value = "128x96"
+        req = screen.build_request()
+        assert (req["model"], req["width"], req["height"]) == (IMAGE_MODEL, 128, 96)
+        assert screen.query_one("#steps", Input).placeholder == "4"  # the model's default is shown
+
+
+async def test_open_in_generate_and_send_to_img2img(demo_home: Path, app_at, wait, tmp_path):
+    from PIL import Image
+
+    from ddtui.core.recording import Recorder
+
+    app = app_at(demo_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        params = {"prompt": "a snowy hill", "negative_prompt": "blurry", "model": IMAGE_MODEL, "width": 64,
+                  "height": 64, "steps": 2, "cfg": 1.0, "sampler": "euler", "scheduler": "discrete", "seed": 7}
+        app.open_in_generate(params)
+        screen = app.main_screens["generate"]
+        await wait(pilot, lambda: app.screen is screen and screen._ready, 10, "the generate screen")
+        await wait(pilot, lambda: screen.query_one("#prompt", TextArea).text == "a snowy hill", 5, "the prompt")
+        req = screen.build_request()
+        assert req["seed"] == 7 and req["steps"] == 2 and req["negative_prompt"] == "blurry"
+        # A recorded image becomes the init image.
+        import io
+
+        png = io.BytesIO()
+        Image.new("RGB", (64, 64), (200, 30, 30)).save(png, "PNG")
+        rec = Recorder(app.db, app.cfg.output_dir).record(png.getvalue(), {"prompt": "red", "seed": 1})
+        await pilot.press("f4")
+        app.send_to("img2img", rec.id)
+        await wait(pilot, lambda: app.screen is screen and screen._init_image is not None, 10, "the init image")
+        req = screen.build_request()
+        assert Path(req["init_image"]) == rec.path and req["strength"] == 0.75 and req["parent_id"] == rec.id
+        await pilot.press("ctrl+n")
+        assert "init_image" not in screen.build_request()
