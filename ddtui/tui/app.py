@@ -50,6 +50,8 @@ from textual.theme import Theme
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
+from themes import THEMES_DIR
+
 from ..catalog.models import Catalog
 from ..config import Config, Home
 from ..core.client import CoreClient, RequestFailed, ServiceUnavailable
@@ -68,7 +70,7 @@ from .messages import (
 
 log = logging.getLogger("ddtui.tui")
 
-REPO_THEMES = Path(__file__).resolve().parents[2] / "themes"
+REPO_THEMES = THEMES_DIR
 DEFAULT_THEME = "ddtui-dark"
 STATUS_EVERY_S = 2.0
 STATUS_TIMEOUT_S = 3.0
