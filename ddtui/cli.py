@@ -1008,6 +1008,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ddtui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - only a busy database is turned into a message here
+        if "database is locked" not in str(exc):
+            raise
+        print("ddtui: the history database is locked by another process (still busy after waiting); "
+              "nothing was changed, try again", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -167,6 +167,25 @@ class JobQueue:
                 job.attempts = max(0, job.attempts - 1)
             return JobInfo.of(job)
 
+    def release_untracked(self, tracked: set[int], workers: set[str], older_than_s: float = 10.0) -> list[JobInfo]:
+        """Jobs marked running by one of `workers` that nothing tracks any more (a write that failed while
+        the database was locked, say) go back to the queue with the attempt counted."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        released = []
+        with db_session:
+            for job in select(j for j in self.db.Job if j.state == "running" and j.worker in workers
+                              and j.started is not None and j.started < cutoff):
+                if job.id in tracked:
+                    continue
+                if job.attempts >= job.max_attempts:
+                    job.state, job.finished = "failed", utcnow()
+                    job.error = f"lost track of the job after {job.attempts} attempt(s)"
+                else:
+                    job.state, job.worker, job.started = "queued", "", None
+                    job.error = "lost track of the job; re-queued"
+                released.append(JobInfo.of(job))
+        return released
+
     def recover_interrupted(self) -> list[JobInfo]:
         """At start: jobs left running by a previous run are re-queued, or failed once out of attempts."""
         changed = []

@@ -29,7 +29,7 @@ from .importer import Importer
 from .explore import CELLS, GRID_POSITIONS, LOCKABLE, ExploreError, neighbours
 from .params import ParamError, build_generate_payload, check_image, rerun_request
 from .prompt_tools import PromptToolError, read_variations, variations_messages, variations_schema
-from .queue import IMAGE_JOB_TYPES, JobInfo, JobQueue, QueueError
+from .queue import IMAGE_JOB_TYPES, JobInfo, JobQueue
 from .recording import Recorder, RecordingError, png_size
 from .supervisor import Supervisor, WorkerSlot
 from .tagging import TAG_SCHEMA, TaggingError, parse_tag_answer, store_llm_tags, tagging_messages
@@ -41,6 +41,7 @@ log = logging.getLogger("ddtui.core")
 PERMANENT_REASONS = {"bad_params", "bad_lora", "bad_path", "missing_file", "flat_image", "load_failed",
                      "unknown_job", "bad_request"}
 TICK_S = 0.2
+RECONCILE_S = 5.0
 
 
 @dataclass
@@ -50,6 +51,11 @@ class JobRun:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     generation_ids: list[int] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def worker_job_id(self) -> str:
+        """The id the worker knows this attempt by: a retried job never collides with its earlier attempt."""
+        return f"{self.job.id}-{self.job.attempts}"
 
 
 Listener = Callable[[dict[str, Any], list[bytes]], None]
@@ -246,7 +252,7 @@ class Core:
             if now:
                 await self.supervisor.restart(run.slot, f"job {job_id} cancelled at once", crash=False)
             else:
-                await run.slot.client.request("cancel", {"job_id": str(job_id)})
+                await run.slot.client.request("cancel", {"job_id": run.worker_job_id})
         self.emit(job_id, "cancelled", {"now": now})
         return job
 
@@ -255,7 +261,7 @@ class Core:
         for job in jobs:
             run = self.runs.get(job.id)
             if run is not None and run.slot.client is not None:
-                await run.slot.client.request("cancel", {"job_id": str(job.id)})
+                await run.slot.client.request("cancel", {"job_id": run.worker_job_id})
             self.emit(job.id, "cancelled", {"group": group})
         return jobs
 
@@ -281,16 +287,30 @@ class Core:
     # ------------------------------------------------------------------ dispatch
 
     async def _dispatch_loop(self) -> None:
+        last_check = time.monotonic()
         while not self._stopping:
             try:
                 self._dispatch_once()
-            except Exception:  # noqa: BLE001 - the loop must survive a bad job row
+                if time.monotonic() - last_check > RECONCILE_S:
+                    last_check = time.monotonic()
+                    self._reconcile()
+            except Exception:  # noqa: BLE001 - the loop must survive a bad job row or a locked database
                 log.exception("dispatch failed")
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), TICK_S)
             except asyncio.TimeoutError:
                 pass
+
+    def _reconcile(self) -> None:
+        """Every job this service marked running is being worked on, or goes back to the queue."""
+        tracked = set(self.runs) | {int(t.get_name()[6:]) for t in self._tasks
+                                    if t.get_name().startswith("thumb-") and not t.done()}
+        workers = {s.name for s in self.supervisor.slots} | {"core"}
+        for job in self.queue.release_untracked(tracked, workers):
+            log.warning("job %d was marked running but nothing ran it: %s", job.id, job.state)
+            self.emit(job.id, "retrying" if job.state == "queued" else "failed",
+                      {"reason": "lost", "message": job.error, "attempts": job.attempts, "state": job.state})
 
     def _unload_idle_llms(self) -> None:
         """Free an LLM that has not been used for `llm.idle_timeout` seconds (a fresh worker holds no model)."""
@@ -338,6 +358,7 @@ class Core:
 
     async def _run(self, run: JobRun) -> None:
         job, slot = run.job, run.slot
+        failure: tuple[str, str] | None = None
         try:
             if job.type == "generate":
                 await self._run_generate(run)
@@ -348,10 +369,10 @@ class Core:
             elif job.type == "chat":
                 await self._run_chat(run)
         except _JobFailed as exc:
-            self._fail(run, exc.reason, exc.message)
+            failure = (exc.reason, exc.message)
         except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the queue
             log.exception("job %d failed unexpectedly", job.id)
-            self._fail(run, "internal", f"{type(exc).__name__}: {exc}")
+            failure = ("internal", f"{type(exc).__name__}: {exc}")
         finally:
             self.runs.pop(job.id, None)
             slot.last_used = time.monotonic()
@@ -360,6 +381,17 @@ class Core:
                 if slot.state == "busy":
                     slot.state = "idle"
             self.wake()
+        if failure is not None:
+            if slot.client is not None and failure[0] not in PERMANENT_REASONS:
+                # The worker may still be making this attempt's images (the failure was on our side): stop it.
+                try:
+                    await slot.client.request("cancel", {"job_id": run.worker_job_id})
+                except Exception:  # noqa: BLE001 - a worker that went away has nothing to stop
+                    pass
+            try:
+                self._fail(run, *failure)
+            except Exception:  # noqa: BLE001 - e.g. the database stayed locked: _reconcile re-queues the job
+                log.exception("could not record the failure of job %d", job.id)
 
     def _fail(self, run: JobRun, reason: str, message: str) -> None:
         permanent = reason in PERMANENT_REASONS
@@ -386,11 +418,13 @@ class Core:
             if msg.msg_type == "error":
                 log.warning("worker %s: %s", slot.name, msg.content.get("message"))
             return
+        jid, _, _ = str(job_id).partition("-")
         try:
-            run = self.runs.get(int(job_id))
+            run = self.runs.get(int(jid))
         except ValueError:
             return
-        if run is not None and run.slot is slot:
+        # Events of an earlier attempt (a batch still finishing on the worker) are not this run's.
+        if run is not None and run.slot is slot and job_id == run.worker_job_id:
             run.events.put_nowait(("event", msg))
 
     async def _on_worker_lost(self, slot: WorkerSlot, reason: str) -> None:
@@ -425,7 +459,7 @@ class Core:
         params["preview_size"] = self.cfg["sd"]["preview_size"]
         model_hash = await asyncio.to_thread(self._model_hash, payload["model"])
         run.slot.loaded = {"model": payload["model"], "kind": "sd", "options": payload["options"]}
-        await run.slot.client.request("generate", {"job_id": str(run.job.id), "params": params}, buffers)
+        await run.slot.client.request("generate", {"job_id": run.worker_job_id, "params": params}, buffers)
         timeout = self.cfg["timeouts"]["generate"]
         while True:
             msg = await self._next_event(run, timeout)
@@ -487,7 +521,8 @@ class Core:
             parent_id = gen.id
         png = await asyncio.to_thread(_png_bytes, source)
         upscaler = run.job.payload["upscaler"]
-        await run.slot.client.request("upscale", {"job_id": str(run.job.id), "params": {"upscaler": upscaler}}, [png])
+        await run.slot.client.request("upscale", {"job_id": run.worker_job_id, "params": {"upscaler": upscaler}},
+                                      [png])
         while True:
             msg = await self._next_event(run, self.cfg["timeouts"]["generate"])
             if msg.msg_type == "progress":
@@ -534,7 +569,8 @@ class Core:
         base = self._llm_params()
         full = {**base, "max_tokens": 256, "temperature": 0.7, **params}
         run.slot.loaded = {"model": base["model"], "kind": "llm", "options": base["options"]}
-        await run.slot.client.request("chat", {"job_id": str(run.job.id), "messages": messages, "params": full})
+        await run.slot.client.request("chat", {"job_id": run.worker_job_id, "messages": messages,
+                                                        "params": full})
         while True:
             msg = await self._next_event(run, self.cfg["timeouts"]["chat"])
             if msg.msg_type == "token":
