@@ -195,7 +195,9 @@ class ServiceServer:
             self.subscribers.pop(key, None)
             return {"subscribed": False}
         if t == "core_status":
-            return {**core.status(), "pid": os.getpid(), "rejections": dict(self.session.rejections),
+            status = core.status()
+            await self._worker_rejections(status["workers"])
+            return {**status, "pid": os.getpid(), "rejections": dict(self.session.rejections),
                     "subscribers": len(self.subscribers)}
         if t == "core_ping":
             return {"pong": True}
@@ -203,6 +205,16 @@ class ServiceServer:
             asyncio.get_running_loop().call_later(0.05, self.stopped.set)
             return {"stopping": True}
         raise ValueError(f"unsupported request {t!r}")
+
+    async def _worker_rejections(self, workers: list[dict[str, Any]]) -> None:
+        """Each worker's own count of messages it refused (asked fresh; a busy worker answers at once)."""
+        for info, slot in zip(workers, self.core.supervisor.slots):
+            if slot.client is None or slot.state not in ("idle", "busy"):
+                continue
+            try:
+                info["rejections"] = dict((await slot.client.status(timeout=2.0)).content.get("rejections", {}))
+            except Exception:  # noqa: BLE001 - a worker that does not answer in time shows no counters
+                pass
 
     def _broadcast(self, event: dict[str, Any], buffers: list[bytes]) -> None:
         if self.sock is None:
