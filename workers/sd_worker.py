@@ -144,6 +144,10 @@ def _memory_or(reason: str, exc: BaseException) -> WorkerError:
     text = str(exc).lower()
     if isinstance(exc, MemoryError) or "memory" in text or "alloc" in text:
         return WorkerError("out_of_memory", f"{type(exc).__name__}: {exc}")
+    if "null pointer" in text:
+        # The binding dereferences the NULL that stable-diffusion.cpp returns when it cannot run the model.
+        return WorkerError(reason, "stable-diffusion.cpp produced no image: the model or one of its components is "
+                                   "incomplete or does not match (see the worker log for its messages)")
     return WorkerError(reason, f"{type(exc).__name__}: {exc}")
 
 

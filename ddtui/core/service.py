@@ -39,7 +39,7 @@ log = logging.getLogger("ddtui.core")
 
 # Error reasons that no retry can fix: the job fails at once.
 PERMANENT_REASONS = {"bad_params", "bad_lora", "bad_path", "missing_file", "flat_image", "load_failed",
-                     "unknown_job", "bad_request"}
+                     "generation_failed", "upscale_failed", "unsupported", "unknown_job", "bad_request"}
 TICK_S = 0.2
 RECONCILE_S = 5.0
 

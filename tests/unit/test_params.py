@@ -44,6 +44,7 @@ def test_preset_sits_between_request_and_sidecar(catalog):
         ({"scheduler": "weekly"}, "scheduler must be one of"),
         ({"prompt": "   "}, "the prompt is empty"),
         ({"prompt": "x" * 20001}, "the limit is 20000"),
+        ({"prompt": "a\0b"}, "contains a NUL character"),
         ({"seed": "lucky"}, "seed must be a whole number"),
         ({"batch": 0}, "batch count must be from 1 to 64"),
         ({"model": "nope"}, "no image model 'nope'"),
