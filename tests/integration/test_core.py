@@ -72,6 +72,10 @@ def test_generate_batch_tag_and_show(service):
     assert rerun["seed"] == 40
     rows = {h[0]: h for h in history(home)}
     assert rows[rerun["generation_id"]][3] == images[0]["generation_id"]
+    from PIL import Image, ImageChops
+
+    with Image.open(images[0]["path"]) as first, Image.open(rerun["path"]) as again:
+        assert ImageChops.difference(first.convert("RGB"), again.convert("RGB")).getbbox() is None  # same pixels
 
 
 def test_upscale_is_recorded_as_child(service):
