@@ -14,16 +14,21 @@ App API for every screen (the history, presets and styles screens included):
 - `app.image_protocol`: "kitty", "sixel", "halfcell" or "none"; `ImageView` (widgets/image.py) uses it.
 - `app.notify_error(title, detail)`: a notification where the user is looking; the detail goes to the error
   log, one key (`e`) away.
-- `app.open_in_generate(params)`: fill the generate form from a history item's params and show it.
-- `app.send_to(kind, generation_id)`: kind "img2img" (init image of the generate form), "inpaint" (the same
-  for now, with a note) or "upscale" (queues an upscale job).
+- `app.open_in_generate(params)`: fill the generate form from a history item's params and show it;
+  `{"insert": text}` inserts the text at the prompt's cursor instead, and only the keys given are changed.
+- `app.send_to(kind, generation_id)`: kind "img2img" (init image of the generate form), "inpaint" (the mask
+  editor), "explore" (a 3x3 exploration grid around it) or "upscale" (queues an upscale job; asks which
+  ESRGAN model when there are several and remembers the choice).
+- `app.current_prompt`: the generate screen's prompt as typed ("" before that screen exists).
+- `app.show_in_history(generation_id)`: the History screen with its cursor on that image.
 - `app.worker_failed(worker)`: the one place a failed `@work` is reported; screens call it from their
   `on_worker_state_changed` (or mix in `ReportsWorkerErrors`).
 
 Core events reach every main screen as the messages of `ddtui.tui.messages` (`JobEvent`, `JobProgress`,
 `JobPreview`, `ServiceState`, `CoreStatus`, `SettingsChanged`): handle `on_job_event` etc. in a screen.
 Main screens are built by the app with no arguments; `HistoryScreen`, `PresetsScreen` and `StylesScreen`
-are imported from `ddtui.tui.screens.{history,presets,styles}` when first shown.
+are imported from `ddtui.tui.screens.{history,presets,styles}` when first shown. The tool screens (inpaint,
+explore) are modes too, without a number key: they keep their state while the user looks elsewhere.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from ..config import Config, Home
 from ..core.client import CoreClient, RequestFailed, ServiceUnavailable
 from ..db.schema import open_database
 from .commands import DdtuiCommands
-from .keys import SCREENS, bindings_for, display_key, keymap_from_config
+from .keys import ALL_SCREENS, SCREENS, TOOL_SCREENS, bindings_for, display_key, keymap_from_config
 from .messages import (
     CoreStatus,
     ErrorLogged,
@@ -84,8 +89,12 @@ SCREEN_CLASSES: dict[str, tuple[str, str]] = {
     "styles": ("ddtui.tui.screens.styles", "StylesScreen"),
     "vram": ("ddtui.tui.screens.vram", "VramScreen"),
     "settings": ("ddtui.tui.screens.settings", "SettingsScreen"),
+    "inpaint": ("ddtui.tui.screens.inpaint", "InpaintScreen"),
+    "explore": ("ddtui.tui.screens.explore", "ExploreScreen"),
 }
-SCREEN_TITLES = dict(SCREENS)
+SCREEN_TITLES = dict(ALL_SCREENS)
+UPSCALER_SETTING = "tui.upscaler"
+SEND_KINDS = ("img2img", "inpaint", "upscale", "explore")
 
 
 def screen_class(mode: str) -> tuple[type[Screen] | None, str]:
@@ -196,6 +205,8 @@ class ScreenNav(Static):
             key = display_key(keymap.get(f"screen.{mode}", str(n)))
             label = f" {key} {title} "
             parts.append(Content.styled(label, "reverse bold" if mode == mine else ""))
+        if mine in dict(TOOL_SCREENS):
+            parts.append(Content.styled(f" {SCREEN_TITLES[mine]} ", "reverse bold"))
         parts.append(Content.styled("  F1 help · ^p commands", "dim"))
         return Content.assemble(*parts)
 
@@ -251,7 +262,8 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         self._connect = connect
         self._catalog: Catalog | None = None
         self.unknown_key_ids: list[str] = []
-        for mode, _title in SCREENS:
+        self._upscales: dict[str, int] = {}  # upscale job id -> source generation id, for the "done" note
+        for mode, _title in ALL_SCREENS:
             self.add_mode(mode, self._screen_factory(mode))
         self._setup_themes()
         self._apply_keymap()
@@ -307,11 +319,29 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         self.show_main("generate")
         self.main_screens["generate"].load_params(params)  # type: ignore[attr-defined]
 
+    @property
+    def current_prompt(self) -> str:
+        generate = self.main_screens.get("generate")
+        if generate is None or not generate.is_mounted:
+            return ""
+        return generate.prompt_text()  # type: ignore[attr-defined]
+
+    def show_in_history(self, generation_id: int) -> None:
+        self.show_main("history")
+        screen = self.main_screens["history"]
+        # A History screen made just now composes first: move its cursor once it has.
+        self.call_after_refresh(getattr(screen, "go_to", lambda _id: None), generation_id)
+
     def send_to(self, kind: str, generation_id: int) -> None:
-        if kind not in ("img2img", "inpaint", "upscale"):
-            raise ValueError(f"send_to kind must be img2img, inpaint or upscale, got {kind!r}")
+        if kind not in SEND_KINDS:
+            raise ValueError(f"send_to kind must be one of {', '.join(SEND_KINDS)}, got {kind!r}")
         if kind == "upscale":
-            self._submit_upscale(generation_id)
+            self.upscale(generation_id)
+        elif kind in ("inpaint", "explore"):
+            self.show_main(kind)
+            method = getattr(self.main_screens[kind], "load_source" if kind == "inpaint" else "explore_from", None)
+            if method is not None:  # else the screen could not be loaded and says why itself
+                method(generation_id)
         else:
             self._send_to_generate(kind, generation_id)
 
@@ -584,6 +614,13 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         elif message.event in ("queue_paused", "queue_resumed"):
             self.link.status["paused"] = message.event == "queue_paused"
             self._update_sub_title()
+        elif message.job_id in self._upscales:
+            if message.event == "image":
+                d = message.data
+                self.notify(f"#{self._upscales[message.job_id]} upscaled to {d.get('width')}x{d.get('height')}: "
+                            f"#{d.get('generation_id')} (its child in the history).", title="Upscale done")
+            if message.final:
+                del self._upscales[message.job_id]
         self.forward(message)
 
     def on_job_progress(self, message: JobProgress) -> None:
@@ -634,20 +671,51 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
     def _init_image_ready(self, kind: str, generation_id: int, path: Path, params: dict[str, Any]) -> None:
         self.show_main("generate")
         self.main_screens["generate"].set_init_image(path, generation_id, params)  # type: ignore[attr-defined]
-        if kind == "inpaint":
-            self.notify(f"#{generation_id} is the init image. There is no mask editor yet: this runs as img2img.",
-                        title="Inpaint", severity="warning")
-        else:
-            self.notify(f"#{generation_id} is the init image (img2img).", title="Sent to Generate")
+        self.notify(f"#{generation_id} is the init image (img2img).", title="Sent to Generate")
 
-    @work(group="send-to", exit_on_error=False)
-    async def _submit_upscale(self, generation_id: int) -> None:
+    @work(group="upscale", exit_on_error=False)
+    async def upscale(self, generation_id: int) -> None:
+        """Queue an upscale of a history item; with several ESRGAN models, ask which (the last one first)."""
+        from .screens.upscale import UpscalerPicker
+
+        catalog = await asyncio.to_thread(self.catalog)
+        entries = [e for e in catalog.of_kind("esrgan") if e.usable]
+        if not entries:
+            self.notify_error(f"Cannot upscale #{generation_id}",
+                              f"no ESRGAN model in {catalog.model_dir / 'esrgan'}: put one there (.pth, "
+                              ".safetensors or .gguf) or run `ddtui models demo`")
+            return
+        upscaler = entries[0].rel_path
+        if len(entries) > 1:
+            last = await asyncio.to_thread(self._read_setting, UPSCALER_SETTING)
+            chosen = await self.push_screen_wait(UpscalerPicker(entries, last if isinstance(last, str) else ""))
+            if not chosen:
+                return
+            upscaler = chosen
+            if chosen != last:
+                await asyncio.to_thread(self._write_setting, UPSCALER_SETTING, chosen)
         try:
-            job = await self.submit("upscale", {"generation_id": generation_id})
+            job = await self.submit("upscale", {"generation_id": generation_id, "upscaler": upscaler})
         except (ServiceUnavailable, RequestFailed) as exc:
             self.notify_error(f"Cannot upscale #{generation_id}", str(exc))
             return
-        self.notify(f"Upscaling #{generation_id}: job {job['id']} queued.", title="Upscale")
+        self._upscales[str(job["id"])] = generation_id
+        self.notify(f"Upscaling #{generation_id} with {Path(upscaler).stem}: job {job['id']} queued.",
+                    title="Upscale", markup=False)
+
+    def _read_setting(self, key: str) -> Any:
+        """Blocking: one value of the Setting table (call from a thread)."""
+        with db_session:
+            row = self.db.Setting.get(key=key)
+            return row.value if row is not None else None
+
+    def _write_setting(self, key: str, value: Any) -> None:
+        with db_session:
+            row = self.db.Setting.get(key=key)
+            if row is None:
+                self.db.Setting(key=key, value=value)
+            else:
+                row.value = value
 
 
 def build_app(home: Home, cfg: Config, **kwargs: Any) -> DdtuiApp:

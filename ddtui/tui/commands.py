@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from .keys import KEYS, SCREENS, display_key
+from .keys import ALL_SCREENS, KEYS, SCREENS, TOOL_SCREENS, display_key
 
 if TYPE_CHECKING:
     from .app import DdtuiApp
@@ -38,10 +38,10 @@ def _bindings_of(cls: type | None) -> list[Binding]:
 
 
 def screen_actions(app: "DdtuiApp") -> Iterator[tuple[str, str, Binding]]:
-    """(mode, screen title, binding) for every action of every main screen, once per action."""
+    """(mode, screen title, binding) for every action of every main and tool screen, once per action."""
     from .app import screen_class
 
-    for mode, title in SCREENS:
+    for mode, title in ALL_SCREENS:
         cls, _ = screen_class(mode)
         seen: set[str] = set()
         for b in _bindings_of(cls):
@@ -66,6 +66,9 @@ def all_commands(app: "DdtuiApp") -> list[Command]:
         keys = f"{key_of(app, spec.binding())} or {key_of(app, fkey.binding())}"
         commands.append(Command(f"Go to {title}", f"Show the {title} screen ({keys})",
                                 partial(app.show_main, mode)))
+    for mode, title in TOOL_SCREENS:
+        commands.append(Command(f"Go to {title}", f"Show the {title} screen (it works on the image sent to it)",
+                                partial(app.show_main, mode), discover=False))
     for spec in KEYS:
         if spec.scope == "app" and not spec.id.startswith("screen.") and spec.show:
             action = spec.action

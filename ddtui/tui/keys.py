@@ -24,6 +24,13 @@ SCREENS: tuple[tuple[str, str], ...] = (
     ("vram", "VRAM"),
     ("settings", "Settings"),
 )
+# Screens opened for one image or job (no number key): (mode name, title). Their keys are listed like the
+# main screens' in the help and the palette.
+TOOL_SCREENS: tuple[tuple[str, str], ...] = (
+    ("inpaint", "Inpaint"),
+    ("explore", "Explore"),
+)
+ALL_SCREENS = SCREENS + TOOL_SCREENS
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,67 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("generate.seed_lock", "ctrl+r", "toggle_seed_lock", "Seed lock", "generate"),
     KeySpec("generate.focus_prompt", "ctrl+f", "focus_prompt", "Prompt", "generate", show=False, priority=True),
     KeySpec("generate.clear_init", "ctrl+n", "clear_init", "No init image", "generate", show=False),
+    # alt keys are priority: the prompt editor would otherwise type the letter (alt+e carries an "e")
+    KeySpec("generate.enhance", "alt+e", "enhance", "Enhance", "generate", priority=True),
+    KeySpec("generate.extract_styles", "alt+s", "extract_styles", "Styles from prompt", "generate",
+            show=False, priority=True),
+    KeySpec("generate.paste_params", "alt+p", "paste_params", "Paste parameters", "generate",
+            show=False, priority=True),
+    KeySpec("generate.snippets", "alt+i", "insert_snippet", "Snippet", "generate", show=False, priority=True),
+    KeySpec("generate.explore", "alt+x", "explore_last", "Explore result", "generate", priority=True),
+    KeySpec("generate.hires", "alt+h", "toggle_hires", "Hires fix", "generate", show=False, priority=True),
+    KeySpec("generate.lora_up", "alt+up", "lora_weight(0.05)", "LoRA weight +0.05", "generate",
+            show=False, priority=True),
+    KeySpec("generate.lora_down", "alt+down", "lora_weight(-0.05)", "LoRA weight -0.05", "generate",
+            show=False, priority=True),
+    KeySpec("generate.lora_up_big", "alt+shift+up", "lora_weight(0.1)", "LoRA weight +0.1", "generate",
+            show=False, priority=True),
+    KeySpec("generate.lora_down_big", "alt+shift+down", "lora_weight(-0.1)", "LoRA weight -0.1", "generate",
+            show=False, priority=True),
+    # inpaint: painting keys act on the image (they are off while a text field has the focus)
+    KeySpec("inpaint.submit", "ctrl+g", "submit", "Inpaint", "inpaint"),
+    KeySpec("inpaint.paint", "space", "paint", "Paint", "inpaint"),
+    KeySpec("inpaint.erase", "x,shift+space", "erase", "Erase", "inpaint"),
+    KeySpec("inpaint.bigger", "plus,equals_sign", "brush(1)", "Brush +", "inpaint"),
+    KeySpec("inpaint.smaller", "minus", "brush(-1)", "Brush -", "inpaint", show=False),
+    KeySpec("inpaint.rect", "r", "select('rect')", "Rectangle", "inpaint"),
+    KeySpec("inpaint.ellipse", "o", "select('ellipse')", "Ellipse", "inpaint"),
+    KeySpec("inpaint.confirm", "enter", "confirm", "Fill selection", "inpaint", show=False),
+    KeySpec("inpaint.invert", "i", "invert", "Invert", "inpaint"),
+    KeySpec("inpaint.clear", "c", "clear_mask", "Clear", "inpaint", show=False),
+    KeySpec("inpaint.undo", "u,ctrl+z", "undo", "Undo", "inpaint"),
+    KeySpec("inpaint.redo", "ctrl+y,U", "redo", "Redo", "inpaint", show=False),
+    KeySpec("inpaint.feather_more", "right_square_bracket", "feather(1)", "Feather +", "inpaint", show=False),
+    KeySpec("inpaint.feather_less", "left_square_bracket", "feather(-1)", "Feather -", "inpaint", show=False),
+    KeySpec("inpaint.load", "l", "load_mask", "Load mask", "inpaint"),
+    KeySpec("inpaint.fields", "tab", "focus_fields", "Prompt and strength", "inpaint", show=False),
+    KeySpec("inpaint.back", "escape", "back", "Back", "inpaint"),
+    KeySpec("inpaint.left", "left", "move(-1, 0)", "Brush left", "inpaint", show=False),
+    KeySpec("inpaint.right", "right", "move(1, 0)", "Brush right", "inpaint", show=False),
+    KeySpec("inpaint.up", "up", "move(0, -1)", "Brush up", "inpaint", show=False),
+    KeySpec("inpaint.down", "down", "move(0, 1)", "Brush down", "inpaint", show=False),
+    KeySpec("inpaint.left_far", "shift+left", "move(-4, 0)", "Brush 4 left", "inpaint", show=False),
+    KeySpec("inpaint.right_far", "shift+right", "move(4, 0)", "Brush 4 right", "inpaint", show=False),
+    KeySpec("inpaint.up_far", "shift+up", "move(0, -4)", "Brush 4 up", "inpaint", show=False),
+    KeySpec("inpaint.down_far", "shift+down", "move(0, 4)", "Brush 4 down", "inpaint", show=False),
+    # explore
+    KeySpec("explore.promote", "enter", "promote", "Promote", "explore"),
+    KeySpec("explore.again", "r", "again", "New grid", "explore"),
+    KeySpec("explore.keep", "f", "keep", "Favorite", "explore"),
+    KeySpec("explore.history", "o", "open_history", "In History", "explore"),
+    KeySpec("explore.generate", "g", "open_generate", "To Generate", "explore"),
+    KeySpec("explore.cancel", "x", "cancel_grid", "Stop grid", "explore"),
+    KeySpec("explore.back", "escape", "back", "Back", "explore", show=False),
+    KeySpec("explore.lock_prompt", "p", "toggle_lock('prompt')", "Lock prompt", "explore", show=False),
+    KeySpec("explore.lock_seed", "s", "toggle_lock('seed')", "Lock seed", "explore", show=False),
+    KeySpec("explore.lock_steps", "t", "toggle_lock('steps')", "Lock steps", "explore", show=False),
+    KeySpec("explore.lock_cfg", "c", "toggle_lock('cfg')", "Lock CFG", "explore", show=False),
+    KeySpec("explore.lock_sampler", "a", "toggle_lock('sampler')", "Lock sampler", "explore", show=False),
+    KeySpec("explore.lock_scheduler", "d", "toggle_lock('scheduler')", "Lock scheduler", "explore", show=False),
+    KeySpec("explore.left", "left", "move(-1, 0)", "Cell left", "explore", show=False),
+    KeySpec("explore.right", "right", "move(1, 0)", "Cell right", "explore", show=False),
+    KeySpec("explore.up", "up", "move(0, -1)", "Cell up", "explore", show=False),
+    KeySpec("explore.down", "down", "move(0, 1)", "Cell down", "explore", show=False),
     # queue
     KeySpec("queue.cancel", "c", "cancel", "Cancel", "queue"),
     KeySpec("queue.cancel_now", "C", "cancel_now", "Cancel now", "queue", show=False),
@@ -109,7 +177,8 @@ def keymap_from_config(raw: dict[str, str], known_ids: Iterable[str] = ()) -> tu
 def display_key(key: str) -> str:
     """A key string as a person reads it: ctrl+g -> ^g, question_mark -> ?, plus -> +."""
     names = {"question_mark": "?", "plus": "+", "minus": "-", "escape": "esc", "enter": "⏎", "up": "↑",
-             "down": "↓", "left": "←", "right": "→"}
+             "down": "↓", "left": "←", "right": "→", "space": "space", "equals_sign": "=",
+             "left_square_bracket": "[", "right_square_bracket": "]"}
     parts = []
     for one in key.split(","):
         one = one.strip()

@@ -212,3 +212,62 @@ def test_progress_and_preview_floods_coalesce():
     assert not JobEvent("5", "image").can_replace(JobEvent("5", "image"))  # images are never dropped
     copy = newer.copy()
     assert copy == newer and copy is not newer
+
+
+def test_every_new_action_has_an_id_a_description_and_a_palette_entry():
+    from ddtui.tui.commands import all_commands
+    from ddtui.tui.keys import KEYS, TOOL_SCREENS
+    from ddtui.tui.screens.explore import ExploreScreen
+    from ddtui.tui.screens.inpaint import InpaintScreen
+
+    for cls in (InpaintScreen, ExploreScreen, GenerateScreen):
+        assert all(b.id and b.description for b in cls.BINDINGS)
+    assert {mode for mode, _ in TOOL_SCREENS} == {"inpaint", "explore"}
+    assert {s.id for s in KEYS} >= {"inpaint.paint", "inpaint.rect", "inpaint.ellipse", "inpaint.undo",
+                                     "inpaint.feather_more", "explore.promote", "explore.cancel",
+                                     "generate.enhance", "generate.paste_params", "generate.lora_up"}
+
+    class FakeApp:  # all_commands only reads the keymap and the themes
+        _keymap: dict[str, str] = {}
+        available_themes: dict[str, object] = {}
+
+        def show_main(self, mode): ...
+
+        def search_themes(self): ...
+
+        def start_service(self): ...
+
+    titles = {c.title for c in all_commands(FakeApp())}  # type: ignore[arg-type]
+    for title in ("Inpaint: Rectangle", "Inpaint: Undo", "Explore: Promote", "Explore: Stop grid",
+                  "Generate: Enhance", "Generate: Paste parameters", "Generate: Hires fix", "Go to Explore",
+                  "History: Explore", "History: Upscale"):
+        assert title in titles, title
+
+
+async def test_tool_screens_in_help_remaps_and_the_screen_row(demo_home: Path, app_at, wait):
+    from ddtui.tui.app import ScreenNav
+    from ddtui.tui.screens.history import HistoryScreen
+    from ddtui.tui.screens.inpaint import InpaintScreen
+
+    app = app_at(demo_home, keys={"inpaint.paint": "p"})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        rows = app.screen.key_rows()
+        assert ("Inpaint", "p", "Paint", "inpaint.paint") in rows
+        assert ("Explore", "⏎", "Promote", "explore.promote") in rows
+        await pilot.press("escape")
+        await pilot.press("f3")
+        history = app.screen
+        assert isinstance(history, HistoryScreen)
+        assert history.query_one(ScreenNav) and history.query("Header")  # like every main screen
+        assert "2 History" in str(history.query_one(ScreenNav).render())
+        app.show_main("inpaint")
+        await pilot.pause()
+        assert isinstance(app.screen, InpaintScreen)
+        assert " Inpaint " in str(app.screen.query_one(ScreenNav).render())
+        await pilot.press("p")  # remapped paint key; no image yet: a note, nothing breaks
+        assert app.screen.canvas.model is None and not app.error_log
+        app.show_main("generate")
+        await wait(pilot, lambda: app.screen.form_loaded, 10, "the form")
+        app.screen.query_one("#prompt").load_text("a quiet harbour")
+        assert app.current_prompt == "a quiet harbour"  # what the Styles preview uses

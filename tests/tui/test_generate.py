@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
 from pony.orm import db_session
 from textual.widgets import Input, Select, TextArea
 
@@ -185,3 +186,177 @@ async def test_open_in_generate_and_send_to_img2img(demo_home: Path, app_at, wai
         assert Path(req["init_image"]) == rec.path and req["strength"] == 0.75 and req["parent_id"] == rec.id
         await pilot.press("ctrl+n")
         assert "init_image" not in screen.build_request()
+
+
+# ------------------------------------------------------------------ prompt tools, LoRAs, hires fix
+
+
+async def test_enhance_accept_and_undo_then_styles_from_the_prompt_and_hires(service, app_at, wait):
+    from ddtui.tui.screens.prompt_tools import EnhanceDialog, StyleProposals
+
+    app = app_at(service.home, connect=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.link.connected, 20, "the service link")
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        area = screen.query_one("#prompt", TextArea)
+        area.load_text("")
+        await type_prompt(pilot, "a lighthouse at dusk")
+        await pilot.press("alt+e")
+        await wait(pilot, lambda: isinstance(app.screen, EnhanceDialog), 5, "the enhance preview")
+        dialog = app.screen
+        await wait(pilot, lambda: dialog.result is not None or "LLM" in str(dialog.query_one("#enhance-note").render()),
+                   60, "the LLM's answer")
+        assert dialog.streamed  # tokens were streamed into the preview as they came
+        assert dialog.result and dialog.result != "a lighthouse at dusk"
+        enhanced = dialog.result
+        await pilot.press("enter")
+        await wait(pilot, lambda: app.screen is screen, 5, "back on the form")
+        assert area.text == enhanced
+        await pilot.press("ctrl+z")  # one undo step brings the prompt back exactly
+        assert area.text == "a lighthouse at dusk"
+        await pilot.press("ctrl+y")
+        assert area.text == enhanced
+        await pilot.press("ctrl+z")
+        # Styles from the prompt: the LLM's proposals, the chosen ones saved and listed in the form.
+        await pilot.press("alt+s")
+        await wait(pilot, lambda: isinstance(app.screen, StyleProposals), 5, "the style proposals")
+        proposals = app.screen
+        await wait(pilot, lambda: proposals.proposals, 60, "the proposals")
+        assert all("{prompt}" in p["prompt"] for p in proposals.proposals)
+        await pilot.press("ctrl+s")
+        names = [p["name"] for p in proposals.proposals]
+        await wait(pilot, lambda: set(names) <= set(screen._style_texts), 10, "the saved styles in the form")
+        with db_session:
+            assert {s.name for s in app.db.Style.select()} >= set(names)
+        # The chosen style is previewed, and applied at submit: the final prompt is shown.
+        styles = screen.query_one("#styles")
+        styles.select(names[0])
+        await pilot.pause()
+        preview = str(screen.query_one("#styles-preview").render())
+        assert preview.startswith("Final prompt: ") and "a lighthouse at dusk" in preview
+        styles.deselect(names[0])
+        # Hires fix: validated fields, sent as the hires dict; the image comes out at the scaled size.
+        await pilot.press("alt+h")
+        assert screen.query_one("#hires").value and screen.query_one("#hires-scale").display
+        screen.query_one("#hires-scale").value = "5"
+        await pilot.press("ctrl+g")
+        assert "hires scale must be above 1 and at most 4" in str(screen.query_one("#form-error").render())
+        screen.query_one("#hires-scale").value = "2"
+        screen.query_one("#hires-steps").value = "2"
+        request = screen.build_request()
+        assert request["hires"] == {"enabled": True, "scale": 2.0, "steps": 2, "strength": 0.5, "upscaler": ""}
+        await pilot.press("ctrl+g")
+        await wait(pilot, lambda: len(screen.query(ResultThumb)) == 1, 90, "the hires result")
+        with db_session:
+            gen = app.db.Generation[screen.query(ResultThumb).first().generation_id]
+            path, params = app.cfg.output_dir / gen.path, dict(gen.params)
+        with Image.open(path) as im:
+            assert im.size == (128, 128)  # the demo model's 64x64, scaled by 2
+        assert params["hires"] == {"enabled": True, "scale": 2.0, "steps": 2, "strength": 0.5, "upscaler": ""}
+
+
+async def test_pasting_a_parameters_block_fills_the_form(app_on, wait):
+    from ddtui.tui.screens.prompt_tools import PasteParameters
+
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        await pilot.press("alt+p")
+        await wait(pilot, lambda: isinstance(app.screen, PasteParameters), 5, "the paste box")
+        app.screen.query_one("#paste-text", TextArea).load_text(
+            "a castle on a hill, golden hour\nNegative prompt: blurry, lowres\n"
+            "Steps: 12, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5.5, Seed: 1234, Size: 512x768, "
+            "Model: dreamshaper_8, Hires upscale: 2, Version: v1.10")
+        await pilot.press("ctrl+s")
+        await wait(pilot, lambda: app.screen is screen, 5, "back on the form")
+        req = screen.build_request()
+        assert req["prompt"] == "a castle on a hill, golden hour" and req["negative_prompt"] == "blurry, lowres"
+        assert (req["steps"], req["cfg"], req["seed"], req["width"], req["height"]) == (12, 5.5, 1234, 512, 768)
+        assert (req["sampler"], req["scheduler"]) == ("dpm++2m", "karras") and screen.seed_locked
+        status = str(screen.query_one("#gen-status").render())
+        assert "dreamshaper_8" in status and "Hires upscale" in status  # left out, with a note
+        await pilot.press("ctrl+z")  # the prompt that was there comes back
+        assert screen.query_one("#prompt", TextArea).text != "a castle on a hill, golden hour"
+
+
+async def test_lora_weight_keys_and_trigger_words_added_once(app_on, wait):
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        area = screen.query_one("#prompt", TextArea)
+        area.load_text("")
+        await type_prompt(pilot, "demo style castle")
+        await pilot.press("ctrl+l")
+        await wait(pilot, lambda: isinstance(app.screen, LoraPicker), 5, "the LoRA picker")
+        await pilot.press("enter")
+        await wait(pilot, lambda: app.screen is screen, 5, "back on the form")
+        assert area.text == "demo style castle, <lora:demo-lora:0.8>"  # the trigger word was there already
+        await pilot.press("alt+up", "alt+up")
+        assert area.text.endswith("<lora:demo-lora:0.9>")
+        await pilot.press("alt+shift+down", "alt+shift+down", "alt+shift+down", "alt+down")
+        assert area.text.endswith("<lora:demo-lora:0.55>")
+        assert "weight 0.55" in str(screen.query_one("#gen-status").render())
+        assert screen.build_request()["prompt"] == "demo style castle, <lora:demo-lora:0.55>"
+        area.move_cursor((0, 0))
+        await pilot.press("alt+up")  # not on a tag: nothing changes
+        assert area.text == "demo style castle, <lora:demo-lora:0.55>"
+        await pilot.press("ctrl+z")
+        assert area.text.endswith("<lora:demo-lora:0.6>")  # each nudge is its own undo step
+
+
+async def test_open_in_generate_inserts_snippets_and_presets_keep_the_prompt(app_on, wait):
+    from ddtui.tui.screens.prompt_tools import SnippetPicker
+    from ddtui.tui.screens.styles import SnippetData, save_snippet
+
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        area = screen.query_one("#prompt", TextArea)
+        area.load_text("a fox in the snow")
+        area.move_cursor((0, 5))
+        app.open_in_generate({"insert": "red"})
+        assert area.text == "a fox, red in the snow"
+        assert app.current_prompt == "a fox, red in the snow"
+        with db_session:
+            app.db.ImagePreset(name="quick", model=IMAGE_MODEL, params={"steps": 3})
+        screen.load_form()
+        await wait(pilot, lambda: "preset:quick" in screen._defaults, 10, "the preset in the list")
+        app.open_in_generate({"model": IMAGE_MODEL, "steps": 3, "preset": "quick"})
+        assert area.text == "a fox, red in the snow"  # a preset leaves the prompt alone
+        assert screen.query_one("#model", Select).value == "preset:quick"
+        assert screen.build_request()["preset"] == "quick"
+        snippet = save_snippet(app.db, SnippetData(None, "moody", "moody light, fog"))
+        area.move_cursor(area.document.end)
+        await pilot.press("alt+i")
+        await wait(pilot, lambda: isinstance(app.screen, SnippetPicker), 5, "the snippet picker")
+        await pilot.press("enter")
+        await wait(pilot, lambda: app.screen is screen, 5, "back on the form")
+        assert area.text == "a fox, red in the snow, moody light, fog"
+        await wait(pilot, lambda: _uses(app, snippet) == 1, 5, "the use counted")
+
+
+def _uses(app, snippet_id: int) -> int:
+    with db_session:
+        return app.db.PromptSnippet[snippet_id].use_count
+
+
+async def test_explore_the_last_result_from_the_form(app_on, wait):
+    from ddtui.tui.screens.explore import ExploreScreen
+    from tests.tui.test_inpaint import record_source
+
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait(pilot, lambda: screen._ready, 10, "the form")
+        await pilot.press("alt+x")  # no result yet: a note, nothing else
+        assert app.screen is screen
+        gid = record_source(app)
+        await screen.query_one("#results").mount(ResultThumb(gid, Path("/nonexistent.png"), 11))
+        await pilot.press("alt+x")
+        await wait(pilot, lambda: isinstance(app.screen, ExploreScreen), 5, "the explore screen")
+        await wait(pilot, lambda: app.screen.anchor is not None, 10, "the anchor")
+        assert app.screen.anchor.generation_id == gid and app.screen.anchor.request["seed"] == 11

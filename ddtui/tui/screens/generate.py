@@ -3,14 +3,22 @@
 Fields left empty use the chosen model's (or preset's) defaults, shown as placeholders. The form, with the
 prompts submitted so far, is kept in the history database (`Setting` row `tui.generate.form`) so it comes
 back the next time; ctrl+up / ctrl+down walk the submitted prompts, and the prompt editor's own undo (ctrl+z)
-and redo (ctrl+y) work on top. Styles are applied here, before submitting, exactly as the CLI does.
+and redo (ctrl+y) work on top: every change this screen makes to the prompt is an edit, so ctrl+z takes it
+back. Styles are applied here, before submitting, exactly as the CLI does; the final prompt is previewed
+under the style list. The hires fix (a second, upscaled pass) is sent as the request's `hires` dict.
+
+Prompt tools: LLM enhancement (streamed into a preview, accepted or not), style extraction (the LLM's
+proposals, the chosen ones saved as styles), snippets from the prompt library, an AUTOMATIC1111 parameters
+block pasted into the form, LoRA tags inserted at the cursor (with their trigger words once) and the weight of
+the tag under the cursor nudged. The last result can be explored (a 3x3 grid) or, from History, inpainted.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pony.orm import db_session
 from rich.markup import escape
@@ -18,24 +26,38 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, HorizontalScroll, Vertical, VerticalScroll
+from textual.content import Content
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Checkbox, Footer, Header, Input, Label, OptionList, Select, SelectionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from ...catalog.models import SAMPLERS, SCHEDULERS, Catalog
+from ...catalog.models import SAMPLERS, SCHEDULERS, Catalog, ModelEntry
 from ...core.client import RequestFailed, ServiceUnavailable
+from ...core.metadata import parse_parameters_text
 from ...core.params import MAX_BATCH, ParamError, parse_size
-from ...core.styles import StyleError, apply_styles
+from ...core.prompt_tools import (
+    STYLES_SCHEMA,
+    PromptToolError,
+    enhance_messages,
+    read_enhanced,
+    read_styles,
+    styles_messages,
+)
+from ...core.styles import StyleError, apply_style, apply_styles, save_style
 from ...core.thumbnails import thumbnail_path
 from ..app import ReportsWorkerErrors, ScreenNav
 from ..keys import bindings_for
 from ..messages import JobEvent, JobPreview, JobProgress, ServiceState, SettingsChanged
+from ..prompt_text import adjust_weight, format_weight, lora_tag, missing_words, separator_before
 from ..widgets.image import ImageView
 from ..widgets.progress import JobProgressBar
+from .prompt_tools import EnhanceDialog, PasteParameters, SnippetPicker, StyleProposals, fill_from_parameters
+from .styles import SnippetData, count_snippet_use, list_snippets
 
 FORM_SETTING = "tui.generate.form"
 PROMPT_HISTORY_KEEP = 100
+HIRES_DEFAULTS = {"scale": "2", "steps": "10", "strength": "0.5"}
 
 
 class ResultThumb(Vertical):
@@ -56,8 +78,8 @@ class ResultThumb(Vertical):
             self.query_one(ImageView).show_file(self.thumb)
 
 
-class LoraPicker(ModalScreen[str | None]):
-    """Pick a LoRA from the catalog; answers the text to insert (`<lora:name:weight>` and trigger words)."""
+class LoraPicker(ModalScreen[ModelEntry | None]):
+    """Pick a LoRA from the catalog; answers its catalog entry (the screen inserts the tag and trigger words)."""
 
     CSS_PATH = Path(__file__).parent / "generate.tcss"
     BINDINGS = [Binding("escape", "dismiss_none", "Close", id="generate.lora.close")]
@@ -81,14 +103,7 @@ class LoraPicker(ModalScreen[str | None]):
 
     @on(OptionList.OptionSelected, "#lora-list")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        entry = next((e for e in self.entries if e.rel_path == event.option.id), None)
-        if entry is None:
-            self.dismiss(None)
-            return
-        sc = entry.sidecar
-        weight = sc.default_weight if sc else 1.0
-        words = ", ".join(sc.trigger_words) if sc and sc.trigger_words else ""
-        self.dismiss(f"<lora:{entry.name}:{weight:g}>" + (f" {words}" if words else ""))
+        self.dismiss(next((e for e in self.entries if e.rel_path == event.option.id), None))
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
@@ -113,10 +128,13 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         self._submitting = 0  # submits waiting for the service's answer
         self._early: list[JobEvent | JobProgress | JobPreview] = []
         self._results = 0
-        self._pending_params: dict[str, Any] | None = None
+        self._pending_params: list[dict[str, Any]] = []
         self._init_image: Path | None = None
         self._init_generation: int | None = None
         self._defaults: dict[str, dict[str, Any]] = {}
+        self._upscalers: list[str] = []
+        self._style_texts: dict[str, tuple[str, str]] = {}  # style name -> (prompt, negative prompt)
+        self._tool_jobs: dict[str, Callable[[JobEvent], None]] = {}  # LLM job id -> who reads its events
         self._ready = False
 
     # ------------------------------------------------------------------ layout
@@ -128,7 +146,7 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             with VerticalScroll(id="gen-form"):
                 yield Label("Prompt", classes="field-label", id="prompt-label")
                 yield TextArea(id="prompt", soft_wrap=True, tab_behavior="focus", show_line_numbers=False)
-                yield Label("Negative prompt", classes="field-label")
+                yield Label("Negative prompt", classes="field-label", id="negative-label")
                 yield TextArea(id="negative", soft_wrap=True, tab_behavior="focus", show_line_numbers=False)
                 with Horizontal(classes="row"):
                     yield Label("Model", classes="inline-label")
@@ -152,11 +170,27 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
                     yield Checkbox("lock (^r)", id="seed-lock", compact=True)
                     yield Label("Batch", classes="inline-label")
                     yield Input("1", id="batch", type="integer", compact=True)
+                with Horizontal(classes="row"):
+                    yield Checkbox("Hires fix", id="hires", compact=True)
+                    yield Label("Scale", classes="inline-label hires-field")
+                    yield Input(HIRES_DEFAULTS["scale"], id="hires-scale", type="number", compact=True,
+                                classes="hires-field")
+                    yield Label("Steps", classes="inline-label hires-field")
+                    yield Input(HIRES_DEFAULTS["steps"], id="hires-steps", type="integer", compact=True,
+                                classes="hires-field")
+                    yield Label("Strength", classes="inline-label hires-field")
+                    yield Input(HIRES_DEFAULTS["strength"], id="hires-strength", type="number", compact=True,
+                                classes="hires-field")
+                with Horizontal(classes="row hires-field", id="hires-upscaler-row"):
+                    yield Label("Upscaler", classes="inline-label")
+                    yield Select([], id="hires-upscaler", prompt="Lanczos resize (no model)", allow_blank=True,
+                                 compact=True)
                 with Horizontal(classes="row", id="init-row"):
                     yield Label("", id="init-label")
                     yield Input("0.75", id="strength", type="number", placeholder="strength", compact=True)
                 yield Label("Styles  [dim](space: toggle)[/]", classes="field-label", id="styles-label")
                 yield SelectionList[str](id="styles")
+                yield Static("", id="styles-preview", markup=False)
                 yield Static("", id="form-error", markup=False)
             with Vertical(id="gen-side"):
                 yield ImageView("Live preview appears here", id="preview")
@@ -170,9 +204,16 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
     def on_mount(self) -> None:
         key = self.app.key_label  # type: ignore[attr-defined]
         self.query_one("#prompt-label", Label).update(
-            f"Prompt  [dim]({key('generate.prompt_prev')}/{key('generate.prompt_next')} earlier prompts · "
-            f"^z undo · {key('generate.lora')} LoRA · {key('generate.submit')} generate)[/]")
+            f"Prompt  [dim]({key('generate.prompt_prev')}/{key('generate.prompt_next')} earlier · ^z undo · "
+            f"{key('generate.lora')} LoRA · {key('generate.lora_up')}/{key('generate.lora_down')} its weight · "
+            f"{key('generate.enhance')} enhance)[/]")
+        self.query_one("#negative-label", Label).update(
+            f"Negative prompt  [dim]({key('generate.paste_params')} paste parameters · "
+            f"{key('generate.snippets')} snippet · {key('generate.extract_styles')} styles from the prompt)[/]")
+        self.query_one("#hires", Checkbox).label = f"Hires fix ({key('generate.hires')})"
         self.query_one("#init-row").display = False
+        self._show_hires(False)
+        self.query_one("#styles-preview").display = False
         self.query_one("#prompt", TextArea).focus()
         self._show_service_state(self.app.link.connected, self.app.link.reason)  # type: ignore[attr-defined]
         self.load_form()
@@ -194,13 +235,14 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         catalog: Catalog = app.catalog()  # type: ignore[attr-defined]
         with db_session:
             presets = [(p.name, p.model, dict(p.params)) for p in app.db.ImagePreset.select().order_by(lambda p: p.name)]  # type: ignore[attr-defined]
-            styles = [s.name for s in app.db.Style.select().order_by(lambda s: s.name)]  # type: ignore[attr-defined]
+            style_rows = app.db.Style.select().order_by(lambda s: s.name)  # type: ignore[attr-defined]
+            styles = [(s.name, s.prompt, s.negative_prompt or "") for s in style_rows]
             row = app.db.Setting.get(key=FORM_SETTING)  # type: ignore[attr-defined]
             saved = dict(row.value) if row is not None and isinstance(row.value, dict) else {}
         app.call_from_thread(self._fill_choices, catalog, presets, styles, saved)
 
-    def _fill_choices(self, catalog: Catalog, presets: list[tuple[str, str, dict]], styles: list[str],
-                      saved: dict[str, Any]) -> None:
+    def _fill_choices(self, catalog: Catalog, presets: list[tuple[str, str, dict]],
+                      styles: list[tuple[str, str, str]], saved: dict[str, Any]) -> None:
         options: list[tuple[str, str]] = []
         self._defaults = {}
         for e in catalog.of_kind("image"):
@@ -224,22 +266,31 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         default_model = self.app.cfg["sd"]["default_model"]  # type: ignore[attr-defined]
         if default_model and f"model:{default_model}" in self._defaults:
             self._defaults[Select.NULL] = self._defaults[f"model:{default_model}"]  # type: ignore[index]
-        style_list = self.query_one("#styles", SelectionList)
-        style_list.clear_options()
-        style_list.add_options([(escape(name), name) for name in styles])
-        style_list.display = bool(styles)
-        self.query_one("#styles-label", Label).update(
-            "Styles  [dim](space: toggle)[/]" if styles else "Styles  [dim]none saved yet (F6: the Styles screen)[/]")
+        self._show_styles(styles)
+        upscalers = [(escape(e.name), e.rel_path) for e in catalog.of_kind("esrgan") if e.usable]
+        self._upscalers = [value for _, value in upscalers]
+        self.query_one("#hires-upscaler", Select).set_options(upscalers)
         if not options:
             self._error("No image models found. Put models in models/stable-diffusion/ or run "
                         "`ddtui models demo`.")
         self.prompt_history = [p for p in saved.get("prompt_history", []) if isinstance(p, str)][-PROMPT_HISTORY_KEEP:]
         self._apply_form(saved)
-        if self._pending_params is not None:
-            self.load_params(self._pending_params)
-            self._pending_params = None
         self._ready = True
+        pending, self._pending_params = self._pending_params, []
+        for params in pending:
+            self.load_params(params)
         self._update_placeholders()
+        self._update_styles_preview()
+
+    def _show_styles(self, styles: list[tuple[str, str, str]]) -> None:
+        style_list = self.query_one("#styles", SelectionList)
+        chosen = set(style_list.selected)
+        self._style_texts = {name: (prompt, negative) for name, prompt, negative in styles}
+        style_list.clear_options()
+        style_list.add_options([(Content(name), name, name in chosen) for name, _, _ in styles])
+        style_list.display = bool(styles)
+        self.query_one("#styles-label", Label).update(
+            "Styles  [dim](space: toggle)[/]" if styles else "Styles  [dim]none saved yet (F6: the Styles screen)[/]")
 
     def _apply_form(self, form: dict[str, Any]) -> None:
         for area_id, key in (("prompt", "prompt"), ("negative", "negative")):
@@ -256,6 +307,15 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
                 self.query_one(f"#{field_id}", Select).value = value
         if "seed_locked" in form:
             self.seed_locked = bool(form["seed_locked"])
+        hires = form.get("hires")
+        if isinstance(hires, dict):
+            for key in ("scale", "steps", "strength"):
+                if hires.get(key) not in (None, ""):
+                    self.query_one(f"#hires-{key}", Input).value = str(hires[key])
+            upscaler = self.query_one("#hires-upscaler", Select)
+            if hires.get("upscaler") and hires["upscaler"] in self._upscalers:
+                upscaler.value = hires["upscaler"]
+            self.query_one("#hires", Checkbox).value = bool(hires.get("enabled"))
         styles = form.get("styles") or []
         style_list = self.query_one("#styles", SelectionList)
         for name in styles:
@@ -277,6 +337,9 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             "size": self.query_one("#size", Input).value, "steps": self.query_one("#steps", Input).value,
             "cfg": self.query_one("#cfg", Input).value, "seed": self.query_one("#seed", Input).value,
             "batch": self.query_one("#batch", Input).value, "seed_locked": self.seed_locked,
+            "hires": {"enabled": self.query_one("#hires", Checkbox).value,
+                      **{key: self.query_one(f"#hires-{key}", Input).value for key in ("scale", "steps", "strength")},
+                      "upscaler": val("hires-upscaler")},
             "styles": list(self.query_one("#styles", SelectionList).selected),
             "prompt_history": self.prompt_history[-PROMPT_HISTORY_KEEP:],
         }
@@ -298,15 +361,33 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
     # ------------------------------------------------------------------ filling from elsewhere
 
     def load_params(self, params: dict[str, Any]) -> None:
-        """Fill the form from a history item's params (re-run or tweak it)."""
+        """Fill the form from a history item's params, a preset (`{"preset": name, ...}`) or insert a snippet
+        (`{"insert": text}`). Only the fields named in `params` change; the prompt edits can be undone."""
         if not self._ready:
-            self._pending_params = dict(params)
+            self._pending_params.append(dict(params))
             return
-        self.query_one("#prompt", TextArea).load_text(str(params.get("prompt") or ""))
-        self.query_one("#negative", TextArea).load_text(str(params.get("negative_prompt") or ""))
-        model = params.get("model")
+        if "insert" in params:
+            self.insert_at_cursor(str(params["insert"]))
+            self.notify("Inserted at the cursor (ctrl+z undoes it).", title="Generate", timeout=3)
+            return
+        self._fill(params)
+        self.query_one("#prompt", TextArea).focus()
+        if params.get("preset"):
+            self.notify(f"Preset {params['preset']!r} is chosen; its values are in the form.", title="Preset loaded")
+        elif "prompt" in params:
+            self.notify("The form holds the item's parameters; the seed is locked.", title="Loaded into Generate")
+
+    def _fill(self, params: dict[str, Any]) -> None:
+        if "prompt" in params:
+            self._replace_text("#prompt", str(params.get("prompt") or ""))
+            self.query_one("#batch", Input).value = "1"  # a whole item is loaded: one image, not the last batch
+        if "negative_prompt" in params:
+            self._replace_text("#negative", str(params.get("negative_prompt") or ""))
         select = self.query_one("#model", Select)
-        if model and f"model:{model}" in self._defaults:
+        preset, model = params.get("preset"), params.get("model")
+        if preset and f"preset:{preset}" in self._defaults:
+            select.value = f"preset:{preset}"
+        elif model and f"model:{model}" in self._defaults:
             select.value = f"model:{model}"
         if params.get("width") and params.get("height"):
             self.query_one("#size", Input).value = f"{params['width']}x{params['height']}"
@@ -319,9 +400,41 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         if params.get("seed") is not None:
             self.query_one("#seed", Input).value = str(params["seed"])
             self.seed_locked = True
-        self.query_one("#batch", Input).value = "1"
-        self.query_one("#prompt", TextArea).focus()
-        self.notify("The form holds the item's parameters; the seed is locked.", title="Loaded into Generate")
+        hires = params["hires"] if isinstance(params.get("hires"), dict) else {}
+        enabled = bool(hires.get("enabled"))
+        if "prompt" in params:  # a whole item: the hires fix is as it was made, on or off
+            self.query_one("#hires", Checkbox).value = enabled
+        if enabled:
+            self.query_one("#hires", Checkbox).value = True
+            for key in ("scale", "steps", "strength"):
+                if hires.get(key) is not None:
+                    self.query_one(f"#hires-{key}", Input).value = f"{hires[key]:g}" if isinstance(
+                        hires[key], float) else str(hires[key])
+            if hires.get("upscaler") in self._upscalers:
+                self.query_one("#hires-upscaler", Select).value = hires["upscaler"]
+
+    def _replace_text(self, selector: str, text: str) -> None:
+        """Replace a text area's text as one edit of its own, so ctrl+z brings the old text back."""
+        area = self.query_one(selector, TextArea)
+        if area.text == text:
+            return
+        area.history.checkpoint()
+        area.replace(text, (0, 0), area.document.end)
+        area.history.checkpoint()
+
+    def insert_at_cursor(self, text: str) -> None:
+        """Insert `text` at the prompt's cursor, separated from the word before it."""
+        area = self.query_one("#prompt", TextArea)
+        row, col = area.cursor_location
+        before = area.document.get_line(row)[:col]
+        area.history.checkpoint()
+        area.insert(separator_before(before) + text)
+        area.history.checkpoint()
+        area.focus()
+
+    def prompt_text(self) -> str:
+        """The prompt as typed (for `app.current_prompt`)."""
+        return self.query_one("#prompt", TextArea).text
 
     def set_init_image(self, path: Path, generation_id: int | None = None, params: dict[str, Any] | None = None
                        ) -> None:
@@ -395,6 +508,8 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
                 raise ParamError(f"seed must be a whole number, got {seed_text!r}") from None
         else:
             req["seed"] = -1
+        if self.query_one("#hires", Checkbox).value:
+            req["hires"] = self._hires_request()
         if self._init_image is not None:
             req["init_image"] = str(self._init_image)
             strength = self.query_one("#strength", Input).value.strip() or "0.75"
@@ -405,6 +520,28 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             if self._init_generation:
                 req["parent_id"] = self._init_generation
         return req
+
+    def _hires_request(self) -> dict[str, Any]:
+        """The `hires` dict from its fields; ParamError names the field at fault."""
+        def number(key: str, kind: type, low: float, high: float, low_open: bool, what: str) -> Any:
+            text = self.query_one(f"#hires-{key}", Input).value.strip() or HIRES_DEFAULTS[key]
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ParamError(f"hires {key} must be {what}, got {text!r}") from None
+            if (value <= low if low_open else value < low) or value > high:
+                raise ParamError(f"hires {key} must be {what}, got {text}")
+            return value
+
+        hires: dict[str, Any] = {
+            "enabled": True,
+            "scale": number("scale", float, 1, 4, True, "above 1 and at most 4"),
+            "steps": number("steps", int, 1, 200, False, "a whole number from 1 to 200"),
+            "strength": number("strength", float, 0, 1, True, "above 0 and at most 1"),
+        }
+        upscaler = self.query_one("#hires-upscaler", Select).value
+        hires["upscaler"] = upscaler if isinstance(upscaler, str) else ""
+        return hires
 
     def action_submit(self) -> None:
         if not self._ready:
@@ -456,7 +593,8 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         if seed is not None and not self.seed_locked:
             self.query_one("#seed", Input).value = str(seed)
         batch = job.get("payload", {}).get("batch", 1)
-        self._status(f"Job {job_id} queued: {batch} image(s), seed {seed}.")
+        final = f"\nFinal prompt (with styles): {request['prompt']}" if styles else ""
+        self._status(f"Job {job_id} queued: {batch} image(s), seed {seed}.{final}")
         # Events of this job may have come in before the service's answer did: handle them now, in order.
         early, self._early = [m for m in self._early if m.job_id == job_id], [
             m for m in self._early if m.job_id != job_id and self._submitting]
@@ -490,16 +628,24 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
             self._job_preview(message)
 
     def on_job_event(self, message: JobEvent) -> None:
-        if self._mine(message):
+        if message.job_id in self._tool_jobs:
+            self._tool_event(message)
+        elif self._mine(message):
             self._job_event(message)
 
     def on_job_progress(self, message: JobProgress) -> None:
-        if self._mine(message):
+        if message.job_id not in self._tool_jobs and self._mine(message):
             self._job_progress(message)
 
     def on_job_preview(self, message: JobPreview) -> None:
         if self._mine(message):
             self._job_preview(message)
+
+    def _tool_event(self, message: JobEvent) -> None:
+        handler = self._tool_jobs[message.job_id]
+        if message.final:
+            del self._tool_jobs[message.job_id]
+        handler(message)
 
     def _job_event(self, message: JobEvent) -> None:
         progress = self.query_one("#progress", JobProgressBar)
@@ -574,13 +720,14 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         self._cancel(self.job_id)
 
     @work(group="generate-cancel", exit_on_error=False)
-    async def _cancel(self, job_id: str) -> None:
+    async def _cancel(self, job_id: str, note: bool = True) -> None:
         try:
             await self.app.request("cancel_job", {"job_id": job_id, "now": False})  # type: ignore[attr-defined]
         except (RequestFailed, ServiceUnavailable) as exc:
             self.app.notify_error(f"Cannot cancel job {job_id}", str(exc))  # type: ignore[attr-defined]
             return
-        self._status(f"Cancelling job {job_id} after the current image…")
+        if note:
+            self._status(f"Cancelling job {job_id} after the current image…")
 
     def _walk_prompts(self, step: int) -> None:
         if not self.prompt_history:
@@ -610,18 +757,221 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         self._walk_prompts(+1)
 
     def action_insert_lora(self) -> None:
-        def insert(text: str | None) -> None:
-            if not text:
-                return
-            area = self.query_one("#prompt", TextArea)
-            row, col = area.cursor_location
-            line = area.document.get_line(row)
-            before = line[:col]
-            prefix = "" if not before or before.endswith((" ", ",")) else ", "
-            area.insert(prefix + text)
-            area.focus()
+        self.app.push_screen(LoraPicker(self.app.catalog()), self._lora_chosen)  # type: ignore[attr-defined]
 
-        self.app.push_screen(LoraPicker(self.app.catalog()), insert)  # type: ignore[attr-defined]
+    def _lora_chosen(self, entry: ModelEntry | None) -> None:
+        if entry is None:
+            return
+        sc = entry.sidecar
+        words = missing_words(self.prompt_text(), sc.trigger_words if sc else [])
+        # The trigger words go right after the tag, and only those the prompt lacks.
+        self.insert_at_cursor(lora_tag(entry.name, sc.default_weight if sc else 1.0) +
+                              (f" {', '.join(words)}" if words else ""))
+
+    def action_lora_weight(self, delta: float) -> None:
+        area = self.query_one("#prompt", TextArea)
+        row, col = area.cursor_location
+        line = area.document.get_line(row)
+        change = adjust_weight(line, col, delta)
+        if change is None:
+            self.notify("Put the cursor on a <lora:name:weight> tag to change its weight.", timeout=3)
+            return
+        area.replace(change.line, (row, 0), (row, len(line)))
+        area.move_cursor((row, change.end))
+        area.focus()
+        self._status(f"LoRA {change.name}: weight {format_weight(change.weight)}.")
+
+    # ------------------------------------------------------------------ prompt tools (the LLM and the library)
+
+    def _llm_params(self, prompt: str) -> bool:
+        if not prompt.strip():
+            self.notify("Write a prompt first.", severity="warning")
+            return False
+        if self.app.client is None:  # type: ignore[attr-defined]
+            self.app.notify_error("The prompt tools need the service",  # type: ignore[attr-defined]
+                                  f"the LLM runs in the ddtui service: {self.app.service_reason}")  # type: ignore[attr-defined]
+            return False
+        return True
+
+    @work(group="generate-llm", exit_on_error=False)
+    async def _ask_llm(self, messages: list[dict[str, str]], params: dict[str, Any],
+                       handler: Callable[[JobEvent], None], dialog: EnhanceDialog | StyleProposals) -> None:
+        """Submit a chat job for `dialog`; its events go to `handler` (the last one is final)."""
+        self._submitting += 1
+        try:
+            job = await self.app.submit("chat", {"messages": messages, "params": params}, priority=5)  # type: ignore[attr-defined]
+        except (RequestFailed, ServiceUnavailable) as exc:
+            handler(JobEvent("", "failed", {"reason": "service", "message": str(exc)}))
+            return
+        finally:
+            self._submitting -= 1
+        job_id = str(job["id"])
+        dialog.job_id = job_id
+        if not dialog.is_attached:  # closed before the service answered: nobody wants the answer
+            self._cancel(job_id, note=False)
+            return
+        self._tool_jobs[job_id] = handler
+        early, self._early = [m for m in self._early if m.job_id == job_id], [
+            m for m in self._early if m.job_id != job_id and self._submitting]
+        for message in early:
+            if isinstance(message, JobEvent) and job_id in self._tool_jobs:
+                self._tool_event(message)
+
+    def action_enhance(self) -> None:
+        prompt = self.prompt_text().strip()
+        if not self._llm_params(prompt):
+            return
+        dialog = EnhanceDialog(prompt)
+        self.app.push_screen(dialog, partial(self._enhance_answer, dialog))
+        system = self.app.cfg["llm"]["system_prompts"]["enhance"]  # type: ignore[attr-defined]
+        self._ask_llm(enhance_messages(system, prompt), {"max_tokens": 300, "temperature": 0.7, "stream": True},
+                      partial(self._enhance_event, dialog, prompt), dialog)
+
+    def _enhance_event(self, dialog: EnhanceDialog, original: str, message: JobEvent) -> None:
+        if not dialog.is_attached:
+            return
+        d = message.data
+        if message.event == "token":
+            dialog.add_text(str(d.get("text", "")))
+        elif message.event == "done":
+            try:
+                dialog.finish(read_enhanced(str(d.get("text", "")), original))
+            except PromptToolError as exc:
+                dialog.fail(str(exc))
+        elif message.final:
+            dialog.fail(f"the LLM job {message.event}: {d.get('message', '')}".strip(": "))
+
+    def _forget_tool_job(self, job_id: str) -> None:
+        if job_id in self._tool_jobs:  # its dialog closed while the LLM still writes: stop it
+            del self._tool_jobs[job_id]
+            self._cancel(job_id, note=False)
+
+    def _enhance_answer(self, dialog: EnhanceDialog, enhanced: str | None) -> None:
+        self._forget_tool_job(dialog.job_id)
+        if enhanced:
+            self._replace_text("#prompt", enhanced)
+            self.query_one("#prompt", TextArea).focus()
+            self._status("The prompt is the enhanced one; ctrl+z in the prompt brings yours back.")
+
+    def action_extract_styles(self) -> None:
+        prompt = self.prompt_text().strip()
+        if not self._llm_params(prompt):
+            return
+        dialog = StyleProposals(prompt)
+        self.app.push_screen(dialog, partial(self._styles_chosen, dialog))
+        system = self.app.cfg["llm"]["system_prompts"]["styles"]  # type: ignore[attr-defined]
+        self._ask_llm(styles_messages(system, prompt),
+                      {"json_schema": STYLES_SCHEMA, "max_tokens": 900, "stream": False},
+                      partial(self._styles_event, dialog), dialog)
+
+    def _styles_event(self, dialog: StyleProposals, message: JobEvent) -> None:
+        if not dialog.is_attached or not message.final:
+            return
+        if message.event != "done":
+            dialog.fail(f"the LLM job {message.event}: {message.data.get('message', '')}")
+            return
+        try:
+            dialog.show(read_styles(str(message.data.get("text", ""))))
+        except PromptToolError as exc:
+            dialog.fail(str(exc))
+
+    def _styles_chosen(self, dialog: StyleProposals, chosen: list[dict[str, str]] | None) -> None:
+        self._forget_tool_job(dialog.job_id)
+        if chosen:
+            self._save_styles(chosen)
+
+    @work(group="generate-styles", thread=True, exit_on_error=False)
+    def _save_styles(self, chosen: list[dict[str, str]]) -> None:
+        app = self.app
+        saved, problems = [], []
+        for style in chosen:
+            try:
+                save_style(app.db, style["name"], style["prompt"], style.get("negative_prompt", ""))  # type: ignore[attr-defined]
+                saved.append(style["name"])
+            except StyleError as exc:
+                problems.append(str(exc))
+        with db_session:
+            styles = [(s.name, s.prompt, s.negative_prompt or "")
+                      for s in app.db.Style.select().order_by(lambda s: s.name)]  # type: ignore[attr-defined]
+        app.call_from_thread(self._styles_saved, styles, saved, problems)
+
+    def _styles_saved(self, styles: list[tuple[str, str, str]], saved: list[str], problems: list[str]) -> None:
+        self._show_styles(styles)
+        if saved:
+            self.notify(f"Saved {', '.join(saved)}: toggle them in the style list.", title="Styles", markup=False)
+        if problems:
+            self.app.notify_error("Some styles were not saved", "\n".join(problems))  # type: ignore[attr-defined]
+
+    @on(SelectionList.SelectedChanged, "#styles")
+    @on(TextArea.Changed, "#prompt")
+    @on(TextArea.Changed, "#negative")
+    def _update_styles_preview(self) -> None:
+        preview = self.query_one("#styles-preview", Static)
+        chosen = [n for n in self.query_one("#styles", SelectionList).selected if n in self._style_texts]
+        preview.display = bool(chosen)
+        if not chosen:
+            return
+        prompt = self.prompt_text().strip()
+        negative = self.query_one("#negative", TextArea).text.strip()
+        for name in chosen:
+            prompt, negative = apply_style(*self._style_texts[name], prompt, negative)
+        preview.update(f"Final prompt: {prompt}" + (f"\nFinal negative: {negative}" if negative else ""))
+
+    def action_insert_snippet(self) -> None:
+        self._load_snippets()
+
+    @work(group="generate-snippets", thread=True, exit_on_error=False)
+    def _load_snippets(self) -> None:
+        snippets = list_snippets(self.app.db, "use")  # type: ignore[attr-defined]
+        self.app.call_from_thread(self.app.push_screen, SnippetPicker(snippets), self._snippet_chosen)
+
+    def _snippet_chosen(self, snippet: SnippetData | None) -> None:
+        if snippet is None or snippet.id is None:
+            return
+        self.insert_at_cursor(snippet.content)
+        self._count_snippet(snippet.id)
+
+    @work(group="generate-snippets", thread=True, exit_on_error=False)
+    def _count_snippet(self, snippet_id: int) -> None:
+        count_snippet_use(self.app.db, snippet_id)  # type: ignore[attr-defined]
+
+    def action_paste_params(self) -> None:
+        self.app.push_screen(PasteParameters(), self._parameters_pasted)
+
+    def _parameters_pasted(self, text: str | None) -> None:
+        if not text:
+            return
+        values, notes = fill_from_parameters(parse_parameters_text(text), SAMPLERS, SCHEDULERS)
+        if not values.get("prompt"):
+            self.app.notify_error("Nothing to fill", "the pasted text has no prompt")  # type: ignore[attr-defined]
+            return
+        self._fill(values)
+        self.query_one("#prompt", TextArea).focus()
+        filled = ", ".join(k for k in ("steps", "cfg", "sampler", "scheduler", "seed", "width") if k in values)
+        note = f" Left out: {'; '.join(notes)}." if notes else ""
+        self.notify(f"Prompt, negative prompt{', ' + filled.replace('width', 'size') if filled else ''} filled."
+                    f"{note}", title="Parameters pasted", timeout=10, markup=False)
+        self._status(f"Pasted parameters.{note}")
+
+    def action_explore_last(self) -> None:
+        results = list(self.query(ResultThumb))
+        if not results:
+            self.notify("No result yet: generate an image first (or press x on one in History).",
+                        severity="warning")
+            return
+        self.app.send_to("explore", results[-1].generation_id)  # type: ignore[attr-defined]
+
+    def action_toggle_hires(self) -> None:
+        box = self.query_one("#hires", Checkbox)
+        box.value = not box.value
+
+    @on(Checkbox.Changed, "#hires")
+    def _hires_changed(self, event: Checkbox.Changed) -> None:
+        self._show_hires(event.value)
+
+    def _show_hires(self, enabled: bool) -> None:
+        for widget in self.query(".hires-field"):
+            widget.display = enabled
 
     def action_toggle_seed_lock(self) -> None:
         self.seed_locked = not self.seed_locked

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Static
 
 from ..app import screen_class
 from ..commands import _bindings_of, key_of
-from ..keys import KEYS, SCREENS, bindings_for
+from ..keys import ALL_SCREENS, KEYS, bindings_for
 
 
 class HelpScreen(ModalScreen[None]):
@@ -48,7 +48,7 @@ class HelpScreen(ModalScreen[None]):
                 rows.append(("everywhere", key_of(app, binding), spec.description, spec.id))  # type: ignore[arg-type]
         rows.append(("everywhere", "^p", "command palette: every screen, action and theme", "(Textual)"))
         rows.append(("text fields", "^z / ^y", "undo / redo", "(Textual)"))
-        for mode, title in SCREENS:
+        for mode, title in ALL_SCREENS:
             cls, reason = screen_class(mode)
             bindings = _bindings_of(cls)
             rows.append(("---", "", "", ""))

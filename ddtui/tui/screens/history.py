@@ -5,8 +5,10 @@ the cursor, edits (rating, favorite, tags, delete) and the check for newly recor
 "image" from the app, or a cheap max-id poll every two seconds while the screen is shown). Everything a key
 does is also a command palette entry (`PALETTE`, served by `ScreenPaletteCommands`).
 
-Host app API used: `home`, `cfg`, `db`, `image_protocol`, `open_in_generate(params)`, `send_to(kind, id)`,
-`submit(kind, params, priority, group)`, `notify_error(title, detail)`, `copy_to_clipboard(text)`.
+Host app API used: `home`, `cfg`, `db`, `image_protocol`, `open_in_generate(params)`, `send_to(kind, id)`
+(img2img, inpaint, explore, upscale; also from the detail panel's buttons), `submit(kind, params, priority,
+group)`, `notify_error(title, detail)`, `copy_to_clipboard(text)`. Like every main screen it shows the header
+and the row of screens (`ScreenNav`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Button, Checkbox, Footer, Label, Static
+from textual.widgets import Button, Checkbox, Footer, Header, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ...core.params import rerun_request
@@ -34,6 +36,7 @@ from ...core.recording import Recorder
 from ...core.tagging import set_user_tags
 from ...core.thumbnails import ensure_thumbnail, thumbnail_path
 from ...db.queries import HistoryItem, HistoryQuery, models_in_history, tag_counts
+from ..app import ScreenNav
 from ..history_model import MAX_FETCH, HistoryModel
 from ..messages import JobEvent, SettingsChanged
 from ..widgets.detail import DetailPanel, GenerationDetail, load_detail
@@ -116,6 +119,8 @@ class HistoryScreen(Screen[None]):
 
     CSS_PATH = "history.tcss"
     COMMANDS = {ScreenPaletteCommands}
+    TITLE = "History"
+    AUTO_FOCUS = "#history-grid"  # the single-key actions work on the grid: it has the focus when shown
 
     BINDINGS = [
         *[Binding(str(n), f"rate({n})", f"Rate {n}", show=False, id=f"history.rate_{n}") for n in range(6)],
@@ -124,6 +129,7 @@ class HistoryScreen(Screen[None]):
         Binding("u,enter", "reuse", "Reuse", id="history.reuse"),
         Binding("i", "send_to('img2img')", "img2img", id="history.img2img"),
         Binding("m", "send_to('inpaint')", "Inpaint", id="history.inpaint"),
+        Binding("x", "send_to('explore')", "Explore", id="history.explore"),
         Binding("U", "send_to('upscale')", "Upscale", id="history.upscale"),
         Binding("R", "rerun", "Re-run", id="history.rerun"),
         Binding("y", "copy_path", "Copy path", id="history.copy_path"),
@@ -144,7 +150,8 @@ class HistoryScreen(Screen[None]):
         ("History: delete the image", "delete", "key d; asks first, optionally deletes the file"),
         ("History: reuse the parameters in Generate", "reuse", "key u or enter"),
         ("History: send to img2img", "send_to('img2img')", "key i"),
-        ("History: send to inpaint", "send_to('inpaint')", "key m"),
+        ("History: inpaint (paint a mask over it)", "send_to('inpaint')", "key m"),
+        ("History: explore variations around it", "send_to('explore')", "key x; a 3x3 grid, only the seed free"),
         ("History: upscale", "send_to('upscale')", "key U"),
         ("History: re-run exactly", "rerun", "key R; same seed and parameters, as a child of this image"),
         ("History: copy the file path", "copy_path", "key y"),
@@ -175,6 +182,8 @@ class HistoryScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         self.model = HistoryModel(self.app.db)  # type: ignore[attr-defined]
+        yield Header()
+        yield ScreenNav()
         with Horizontal(id="history-body"):
             yield FilterBar(id="history-filters")
             with Vertical(id="history-main"):
@@ -339,6 +348,11 @@ class HistoryScreen(Screen[None]):
     @on(DetailPanel.Navigate, "#history-detail")
     def _navigate(self, event: DetailPanel.Navigate) -> None:
         self.go_to(event.generation_id)
+
+    @on(DetailPanel.SendTo, "#history-detail")
+    def _detail_send_to(self, event: DetailPanel.SendTo) -> None:
+        self.run_worker(self._call_app("send_to", event.kind, event.generation_id), group="history-send",
+                        exit_on_error=False)
 
     def go_to(self, generation_id: int) -> None:
         """Move the cursor to a generation; rows are fetched down to it, and one outside the filter is

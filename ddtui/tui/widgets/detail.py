@@ -2,8 +2,8 @@
 
 `load_detail` reads everything the panel shows in one db_session (run it in a worker thread); the panel
 itself only displays a `GenerationDetail` and reports what the user did: `TagsEdited` when the tag field is
-submitted (the difference to the stored tags: they become user tags) and `Navigate` when a parent or child
-is chosen.
+submitted (the difference to the stored tags: they become user tags), `Navigate` when a parent or child
+is chosen, and `SendTo` when one of its buttons (upscale, inpaint, explore) is pressed.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 from pony.orm import Database, db_session
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from .image import ImageView
@@ -132,6 +132,8 @@ class DetailPanel(VerticalScroll):
     DetailPanel #detail-params { color: $text; margin: 1 0; }
     DetailPanel .detail-heading { color: $text-muted; margin-top: 1; }
     DetailPanel #detail-lineage { height: auto; max-height: 12; }
+    DetailPanel #detail-actions { height: auto; margin-top: 1; }
+    DetailPanel #detail-actions Button { min-width: 10; margin-right: 1; }
     """
 
     class TagsEdited(Message):
@@ -160,6 +162,19 @@ class DetailPanel(VerticalScroll):
         def control(self) -> "DetailPanel":
             return self.panel
 
+    class SendTo(Message):
+        """A button asked to upscale, inpaint or explore the image shown (`kind` as in `app.send_to`)."""
+
+        def __init__(self, panel: "DetailPanel", kind: str, generation_id: int) -> None:
+            super().__init__()
+            self.panel = panel
+            self.kind = kind
+            self.generation_id = generation_id
+
+        @property
+        def control(self) -> "DetailPanel":
+            return self.panel
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.detail: GenerationDetail | None = None
@@ -169,6 +184,10 @@ class DetailPanel(VerticalScroll):
         yield Static("", id="detail-title", markup=False)
         yield Static("", id="detail-note", markup=False)
         yield Static("", id="detail-params", markup=False)
+        with Horizontal(id="detail-actions"):
+            yield Button("Upscale", id="detail-upscale", compact=True)
+            yield Button("Inpaint", id="detail-inpaint", compact=True)
+            yield Button("Explore", id="detail-explore", compact=True)
         yield Label("Tags (comma separated; Enter saves)", classes="detail-heading")
         yield Input(placeholder="no tags", id="detail-tags")
         yield Label("Lineage", classes="detail-heading")
@@ -183,6 +202,7 @@ class DetailPanel(VerticalScroll):
         note_widget = self.query_one("#detail-note", Static)
         note_widget.update(note)
         note_widget.display = bool(note)
+        self.query_one("#detail-actions").display = detail is not None
         if detail is None:
             image.clear()
             self.query_one("#detail-title", Static).update("")
@@ -242,6 +262,14 @@ class DetailPanel(VerticalScroll):
         add = [t for t in wanted if t not in have]
         remove = [t for t in have if t not in wanted]
         self.post_message(self.TagsEdited(self, self.detail.id, add, remove))
+
+    @on(Button.Pressed)
+    def _action_pressed(self, event: Button.Pressed) -> None:
+        kind = (event.button.id or "").removeprefix("detail-")
+        if kind in ("upscale", "inpaint", "explore"):
+            event.stop()
+            if self.detail is not None:
+                self.post_message(self.SendTo(self, kind, self.detail.id))
 
     @on(OptionList.OptionSelected, "#detail-lineage")
     def _lineage_chosen(self, event: OptionList.OptionSelected) -> None:

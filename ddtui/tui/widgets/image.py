@@ -275,8 +275,19 @@ class ImageView(Widget):
         if not get_current_worker().is_cancelled:  # a newer image was asked for meanwhile
             self.app.call_from_thread(self._set, image, label)
 
-    def clear(self) -> None:
+    def clear(self, placeholder: str | None = None) -> None:
+        """Show no image: the placeholder text (a new one when given) instead."""
+        if placeholder is not None:
+            self._placeholder_text = placeholder
         self._set(None)
+
+    def fix_size(self, cols: int, rows: int) -> None:
+        """Draw the image in exactly `cols` x `rows` cells (the mask editor maps cells to pixels with this)."""
+        self.styles.width = cols
+        self.styles.height = rows
+        if self._inner is not None:
+            self._inner.styles.width = cols
+            self._inner.styles.height = rows
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # A thumbnail that cannot be read is shown as missing; the cache makes it again on the next visit.
