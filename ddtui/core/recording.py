@@ -166,7 +166,8 @@ class Recorder:
                 parent_id: int | None, preset_id: int | None, duration_s: float | None,
                 vram_peak_mb: float | None, source: str, content_hash: str, created: datetime) -> int:
         fields: dict[str, Any] = {k: params[k] for k in _COLUMNS if params.get(k) is not None}
-        fields["width"], fields["height"] = int(params.get("width") or width), int(params.get("height") or height)
+        # The file's real size (a hires fix or an upscale differs from the request); `params` keeps the request.
+        fields["width"], fields["height"] = int(width), int(height)
         for key, cast in (("seed", int), ("steps", int), ("cfg", float)):
             if key in fields:
                 fields[key] = cast(fields[key])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import random
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -226,7 +227,9 @@ class Core:
                 if not rewrites:
                     raise ExploreError("the LLM's rewrites were all the same as the prompt")
             cells = []
-            for index, (cell, position) in enumerate(zip(neighbours(anchor, locked, rewrites), GRID_POSITIONS)):
+            # A fresh draw each time: exploring the same anchor again shows new neighbours.
+            cells_found = neighbours(anchor, locked, rewrites, seed=random.randrange(2**32))
+            for index, (cell, position) in enumerate(zip(cells_found, GRID_POSITIONS)):
                 request = dict(cell, kind="variation", parent_id=parent_id) if parent_id else dict(cell)
                 job = self.submit_generate(request, priority=10, group=group)
                 cells.append({"index": index, "position": list(position), "job_id": job.id,
