@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
 import uuid as uuidlib
 import zlib
@@ -23,8 +22,15 @@ from typing import Any
 
 from pony.orm import Database, db_session
 
+from ..atomic import atomic_file
 from ..db.entities import GENERATION_KINDS, utcnow
-from .metadata import DDTUI_KEY, PARAMETERS_KEY, ImageReadError, format_a1111_parameters, read_image_metadata
+from .metadata import (
+    DDTUI_KEY,
+    PARAMETERS_KEY,
+    ImageReadError,
+    format_a1111_parameters,
+    read_image_metadata,
+)
 
 log = logging.getLogger("ddtui.recording")
 
@@ -75,27 +81,9 @@ def add_text_chunks(png: bytes, chunks: dict[str, tuple[str, bool]]) -> bytes:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file, flush, fsync, rename, fsync the folder: the file is whole or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """The image is whole or absent, and its name survives a power loss (the folder is fsynced too)."""
+    with atomic_file(path, sync_dir=True) as fh:
+        fh.write(data)
 
 
 # Parameters that are columns of a generation row (the rest stay in `params` only).

@@ -19,6 +19,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from ..atomic import atomic_file
 from ..config import Config, Home
 from ..protocol import Message, Session
 from .params import ParamError
@@ -47,15 +48,9 @@ def pid_path(home: Home) -> Path:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Owner-only file, written whole (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Owner-only file, written whole."""
+    with atomic_file(path, mode=0o600) as fh:
+        fh.write(data)
 
 
 class Subscriber:

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Sequence
 
 import numpy as np
+
+from ...atomic import atomic_file
 
 __all__ = [
     "GGUF_MAGIC",
@@ -131,20 +131,6 @@ _GGML_MAX_DIMS = 4
 def _pad_len(n: int, alignment: int) -> int:
     """Number of zero bytes needed to bring ``n`` up to a multiple of ``alignment``."""
     return (-n) % alignment
-
-
-def _current_umask() -> int:
-    # read it without the racy os.umask() set/restore dance where /proc allows
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _encode_string(value: str) -> bytes:
@@ -348,24 +334,8 @@ class GGUFWriter:
 
     def write(self, path: str | os.PathLike[str]) -> int:
         """Write the file atomically (temp file in the same dir + rename); returns its size."""
-        dest = Path(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        try:
-            # mkstemp creates 0600; give the final file the mode a plain open() would have
-            os.fchmod(fd, 0o666 & ~_current_umask())
-            with os.fdopen(fd, "wb") as fh:
-                size = self._write_to(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            # never leave a half-written temp file behind
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_file(path) as fh:
+            size = self._write_to(fh)
         return size
 
 

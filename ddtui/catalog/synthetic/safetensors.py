@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from ...atomic import atomic_file
 
 __all__ = [
     "DTYPE_NAMES",
@@ -113,25 +114,13 @@ def write_safetensors(
     # Pad with spaces so the data buffer starts 8-byte aligned (8-byte length prefix + header).
     header_bytes += b" " * (-len(header_bytes) % 8)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(struct.pack("<Q", len(header_bytes)))
-            fh.write(header_bytes)
-            for name in order:
-                # A flat uint8 view writes without copying (also for 0-d and empty tensors).
-                fh.write(prepared[name][1].reshape(-1).view(np.uint8).data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # Readers never see a half-written file: the rename is atomic on POSIX.
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    # Readers never see a half-written file: it is renamed into place once complete.
+    with atomic_file(path) as fh:
+        fh.write(struct.pack("<Q", len(header_bytes)))
+        fh.write(header_bytes)
+        for name in order:
+            # A flat uint8 view writes without copying (also for 0-d and empty tensors).
+            fh.write(prepared[name][1].reshape(-1).view(np.uint8).data)
     return path
 
 
