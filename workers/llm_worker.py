@@ -202,11 +202,6 @@ class LLMBackend:
         return self._describe
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
-        if ctx.msg_type == "load_model":
-            content = ctx.content
-            loaded, seconds = self._ensure_model(ctx, content.get("model"), content.get("options"))
-            return {"status": "loaded", "info": {"signature": self.loaded_model, "seconds": round(seconds, 4),
-                                                 "model": content.get("model"), "reused": not loaded}}
         if ctx.msg_type == "chat":
             return self._chat(ctx)
         raise WorkerError("unsupported", f"llm worker cannot run {ctx.msg_type}")
@@ -223,7 +218,7 @@ class LLMBackend:
         self._signature = None
         self._vision = False
 
-    def _ensure_model(self, ctx: JobContext, rel: Any, options: Any) -> tuple[bool, float]:
+    def ensure_model(self, ctx: JobContext, rel: Any, options: Any) -> tuple[bool, float]:
         if rel is None and self._llm is not None:
             return False, 0.0
         if rel is None:
@@ -279,7 +274,7 @@ class LLMBackend:
     def _chat(self, ctx: JobContext) -> dict[str, Any]:
         params = ctx.params
         messages = ctx.content.get("messages")
-        loaded, load_seconds = self._ensure_model(ctx, params.get("model"), params.get("options"))
+        loaded, load_seconds = self.ensure_model(ctx, params.get("model"), params.get("options"))
         _check_messages(messages, self._vision)
         llm = self._llm
         n_ctx = llm.n_ctx()

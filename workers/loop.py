@@ -126,8 +126,13 @@ class Backend(Protocol):
         """Static facts for ``hello``: backend, versions (the device is asked for on every hello)."""
         ...
 
+    def ensure_model(self, ctx: JobContext, rel: Any, options: Any) -> tuple[bool, float]:
+        """Load `rel` unless it is already loaded; returns (whether it loaded, seconds)."""
+        ...
+
     def run(self, ctx: JobContext) -> dict[str, Any]:
-        """Run one job, emitting events through ``ctx``; return the ``result`` content (without job_id)."""
+        """Run one job other than ``load_model``, emitting events through ``ctx``; return the ``result``
+        content (without job_id)."""
         ...
 
     def close(self) -> None: ...
@@ -369,6 +374,12 @@ class WorkerLoop:
                 log.exception("freeing the model failed")
             pair.close()
 
+    def _load(self, ctx: JobContext) -> dict[str, Any]:
+        content = ctx.content
+        loaded, seconds = self.backend.ensure_model(ctx, content.get("model"), content.get("options"))
+        return {"status": "loaded", "info": {"signature": self.backend.loaded_model, "seconds": round(seconds, 4),
+                                             "model": content.get("model"), "reused": not loaded}}
+
     def _run_job(self, job: Job, pair: zmq.Socket[Any]) -> None:
         if job.cancel.is_set():
             self._forward(pair, job.msg_id, "result", _cancelled(job), (), None, final=True)
@@ -377,7 +388,7 @@ class WorkerLoop:
         log.info("job %s (%s) started", job.job_id, job.msg_type)
         msg_type = "result"
         try:
-            result = self.backend.run(ctx)
+            result = self._load(ctx) if job.msg_type == "load_model" else self.backend.run(ctx)
             content: dict[str, Any] = {"job_id": job.job_id, "status": "done", **result}
             log.info("job %s %s in %.2fs", job.job_id, content.get("status"), ctx.elapsed())
         except WorkerError as exc:

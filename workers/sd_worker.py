@@ -373,11 +373,6 @@ class SDBackend:
         return self._describe
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
-        if ctx.msg_type == "load_model":
-            content = ctx.content
-            loaded, seconds = self._ensure_model(ctx, content.get("model"), content.get("options"))
-            return {"status": "loaded", "info": {"signature": self.loaded_model, "seconds": round(seconds, 4),
-                                                 "model": content.get("model"), "reused": not loaded}}
         if ctx.msg_type == "generate":
             return self._generate(ctx)
         if ctx.msg_type == "upscale":
@@ -403,7 +398,7 @@ class SDBackend:
         # the constructor re-applies the binding's inverted levels; only our C log callback should speak
         logging.getLogger("stable-diffusion-cpp-python").setLevel(logging.CRITICAL + 10)
 
-    def _ensure_model(self, ctx: JobContext, rel: Any, options: Any) -> tuple[bool, float]:
+    def ensure_model(self, ctx: JobContext, rel: Any, options: Any) -> tuple[bool, float]:
         """Load (or keep) the model; returns (loaded now, seconds spent loading)."""
         if rel is None and self._spec is not None:
             return False, 0.0
@@ -493,7 +488,7 @@ class SDBackend:
             mask = self._buffer_image(ctx, params, "mask_buffer", "mask")
         if gp.hires and gp.hires.upscaler:
             resolve_model_file(self.model_dir, gp.hires.upscaler, "hires upscaler")  # fail before spending a load
-        loaded, load_seconds = self._ensure_model(ctx, params.get("model"), params.get("options"))
+        loaded, load_seconds = self.ensure_model(ctx, params.get("model"), params.get("options"))
         assert self._spec is not None
         images = 0
         status = "done"

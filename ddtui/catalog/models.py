@@ -189,6 +189,17 @@ def check_params(params: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def _existing_file(model_dir: Path, rel: str, key: str) -> str:
+    """A sidecar path that must name a file inside `model_dir`; the error names the key."""
+    try:
+        full = resolve_inside(model_dir, rel)
+    except CatalogError as exc:
+        raise CatalogError(f"'{key}': {exc}") from None
+    if not full.is_file():
+        raise CatalogError(f"'{key}': file {rel!r} is missing")
+    return rel
+
+
 def parse_sidecar(data: Any, kind: str, model_dir: Path) -> Sidecar:
     """Validate sidecar JSON for a model of `kind`; raise CatalogError naming the key at fault."""
     if not isinstance(data, dict):
@@ -222,13 +233,7 @@ def parse_sidecar(data: Any, kind: str, model_dir: Path) -> Sidecar:
                 raise CatalogError(f"unknown component 'components.{name}' (known: {', '.join(COMPONENTS)})")
             if not isinstance(rel, str):
                 raise CatalogError(f"'components.{name}' must be a path string, got {_type_name(rel)}")
-            try:
-                full = resolve_inside(model_dir, rel)
-            except CatalogError as exc:
-                raise CatalogError(f"'components.{name}': {exc}") from None
-            if not full.is_file():
-                raise CatalogError(f"'components.{name}': file {rel!r} is missing")
-            sc.components[name] = rel
+            sc.components[name] = _existing_file(model_dir, rel, f"components.{name}")
     if "flags" in data:
         flags = want("flags", dict, "an object")
         for name, value in flags.items():
@@ -255,14 +260,7 @@ def parse_sidecar(data: Any, kind: str, model_dir: Path) -> Sidecar:
         if not -5 <= sc.default_weight <= 5:
             raise CatalogError(f"'default_weight' must be from -5 to 5, got {sc.default_weight}")
     if "mmproj" in data:
-        rel = want("mmproj", str, "a path string")
-        try:
-            full = resolve_inside(model_dir, rel)
-        except CatalogError as exc:
-            raise CatalogError(f"'mmproj': {exc}") from None
-        if not full.is_file():
-            raise CatalogError(f"'mmproj': file {rel!r} is missing")
-        sc.mmproj = rel
+        sc.mmproj = _existing_file(model_dir, want("mmproj", str, "a path string"), "mmproj")
     if "chat_format" in data:
         sc.chat_format = want("chat_format", str, "a string")
     if "context_size" in data:
