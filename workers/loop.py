@@ -57,6 +57,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "EXIT_IN_USE",
+    "EXIT_ABANDONED",
 ]
 
 log = logging.getLogger("ddtui.worker")
@@ -69,6 +70,7 @@ FINAL_TYPES = frozenset({"result", "error"})
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_IN_USE = 3
+EXIT_ABANDONED = 4  # no heartbeat for --heartbeat-timeout: whoever started it stopped looking after it
 
 _POLL_MS = 100
 _MAX_SESSIONS = 64  # remote clients with a live key; the least recently used one is dropped beyond this
@@ -274,6 +276,7 @@ class WorkerLoop:
         self._activity = time.monotonic()
         self._last_client = time.monotonic()
         self._stop_reason: str | None = None
+        self._exit_code = EXIT_OK
         self._started = time.monotonic()
         self.bound_endpoint = ""
 
@@ -410,10 +413,11 @@ class WorkerLoop:
             self._forward(pair, job.msg_id, "error", fallback, (), None, final=True)
 
     # ------------------------------------------------------------------ I/O thread side
-    def request_stop(self, reason: str) -> None:
-        """Ask the loop to exit cleanly (signal-handler safe: only sets a field)."""
+    def request_stop(self, reason: str, exit_code: int = EXIT_OK) -> None:
+        """Ask the loop to exit cleanly with `exit_code` (signal-handler safe: only sets fields)."""
         if self._stop_reason is None:
             self._stop_reason = reason
+            self._exit_code = exit_code
 
     def _send(
         self,
@@ -588,7 +592,7 @@ class WorkerLoop:
 
     def _check_liveness(self, now: float) -> None:
         if self.heartbeat_timeout > 0 and now - self._last_client > self.heartbeat_timeout:
-            self.request_stop(f"no heartbeat for {self.heartbeat_timeout:g}s")
+            self.request_stop(f"no heartbeat for {self.heartbeat_timeout:g}s", EXIT_ABANDONED)
         if self.parent_pid and not _pid_alive(self.parent_pid):
             self.request_stop(f"parent process {self.parent_pid} exited")
 
@@ -665,7 +669,7 @@ class WorkerLoop:
                     if pidfd is None:
                         self._check_liveness(now)
                     elif self.heartbeat_timeout > 0 and now - self._last_client > self.heartbeat_timeout:
-                        self.request_stop(f"no heartbeat for {self.heartbeat_timeout:g}s")
+                        self.request_stop(f"no heartbeat for {self.heartbeat_timeout:g}s", EXIT_ABANDONED)
                 if self._stop_reason is not None and deadline is None:
                     self._begin_stop(router)
                     deadline = now + self.shutdown_grace
@@ -681,9 +685,9 @@ class WorkerLoop:
                         pair.close()
                         logging.shutdown()
                         # the native call cannot be interrupted; a normal exit would run finalisers under it
-                        os._exit(EXIT_OK)
+                        os._exit(self._exit_code)
             log.info("worker %s stopped (%s)", self.name, self._stop_reason)
-            return EXIT_OK
+            return self._exit_code
         finally:
             if pidfd is not None:
                 os.close(pidfd)

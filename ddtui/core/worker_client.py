@@ -3,8 +3,10 @@
 Owns ``WorkerClient`` (one zmq.asyncio DEALER per worker: signs requests, verifies events, routes
 replies to whoever waits for them, measures heartbeat round trips) and ``spawn_local_worker`` (makes
 the per-run HMAC key, hands it to ``python -m workers`` through an inherited pipe, never the command
-line or environment, and binds the worker to ``--parent-pid`` of this process). The supervisor builds
-restarts, health checks and job dispatch on these. Must never import Textual.
+line or environment, and binds the worker to ``--parent-pid`` of this process). A ``LocalWorkerProcess``
+tells the event loop the moment its process ends (``wait_exit``, a pidfd the loop watches), and a client
+started with ``watch_peer`` can ``settle``: hand on everything the dead worker sent before it died. The
+supervisor builds restarts, health checks and job dispatch on these. Must never import Textual.
 
 Event routing in ``WorkerClient``: a reply awaited by ``call``/``hello``/``heartbeat``/``status`` goes
 to that waiter only; events of a job started with ``start_job`` go to its ``JobEvents``; everything
@@ -46,6 +48,7 @@ __all__ = [
     "WorkerClient",
     "JobEvents",
     "LocalWorkerProcess",
+    "exit_reason",
     "spawn_local_worker",
 ]
 
@@ -54,6 +57,10 @@ log = logging.getLogger("ddtui.core.worker_client")
 HANDSHAKE = b"ddtui-session-key/1"  # must match workers.loop.HANDSHAKE (core never imports workers)
 FINAL_EVENTS = frozenset({"result", "error"})
 _IPC_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the NUL
+_DRAIN_BATCH = 64  # messages handled per wake-up before other tasks get a turn
+# what the worker's own exit codes mean (must match workers.loop.EXIT_*)
+_EXIT_MEANINGS = {2: "bad arguments", 3: "its socket is in use by another process",
+                  4: "no heartbeat reached it in time"}
 
 CurveKeys = tuple[Any, Any, Any]  # (client_secret, client_public, server_public): z85 bytes or cert paths
 
@@ -109,6 +116,7 @@ class WorkerClient:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         on_event: Callable[[Message], Any] | None = None,
         context: zmq.asyncio.Context | None = None,
+        watch_peer: bool = False,
     ) -> None:
         if key is None and curve is None:
             raise ValueError("a worker client needs the worker's key (local) or CURVE keys (remote)")
@@ -122,6 +130,11 @@ class WorkerClient:
         self.on_event = on_event
         self._ctx = context or zmq.asyncio.Context.instance()
         self._sock: zmq.asyncio.Socket | None = None
+        self._raw: zmq.Socket[Any] | None = None  # a synchronous view of _sock, for draining without waiting
+        self._watch_peer = watch_peer
+        self._monitor: zmq.asyncio.Socket | None = None
+        self._raw_monitor: zmq.Socket[Any] | None = None
+        self._peer_links = 0  # connections to the worker the monitor reported open and not yet closed
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._streams: dict[str, JobEvents] = {}
@@ -142,8 +155,18 @@ class WorkerClient:
         sock.maxmsgsize = self.session.max_message_bytes
         if self.curve is not None:
             configure_curve_client(sock, *self.curve)
+        if self._watch_peer:
+            # connection opened/closed events; the monitor is attached before connecting so none is missed
+            address = f"inproc://ddtui-peer-{secrets.token_hex(8)}"
+            sock.monitor(address, zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            monitor = self._ctx.socket(zmq.PAIR)
+            monitor.linger = 0
+            monitor.connect(address)
+            self._monitor = monitor
+            self._raw_monitor = zmq.Socket.shadow(monitor.underlying)
         sock.connect(self.endpoint)
         self._sock = sock
+        self._raw = zmq.Socket.shadow(sock.underlying)
         if self._handshake:
             await sock.send_multipart([HANDSHAKE, self.key])
         self._reader = asyncio.ensure_future(self._read())
@@ -153,7 +176,16 @@ class WorkerClient:
         if self._reader is not None:
             self._reader.cancel()
             self._reader = None
+        self._raw = None
         if self._sock is not None:
+            if self._monitor is not None:
+                try:
+                    self._sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                self._raw_monitor = None
+                self._monitor.close(linger=0)
+                self._monitor = None
             self._sock.close(linger=0)
             self._sock = None
         try:
@@ -183,19 +215,77 @@ class WorkerClient:
 
     # ------------------------------------------------------------------ receiving
     async def _read(self) -> None:
+        # Wait for readiness, then take what is there synchronously: a message is either still in the
+        # socket or already dispatched, never half-way in a future (which is what lets settle() be exact).
         assert self._sock is not None
         sock = self._sock
         while True:
             try:
-                frames = await sock.recv_multipart(copy=False)
+                await sock.poll()  # POLLIN
             except (asyncio.CancelledError, zmq.ZMQError):
                 return
+            self._drain(_DRAIN_BATCH)
+            await asyncio.sleep(0)  # a flood of previews must not starve the rest of the loop
+
+    def _drain(self, limit: int | None) -> int:
+        """Dispatch up to `limit` messages already received (all of them with None); returns how many."""
+        count = 0
+        while self._raw is not None and (limit is None or count < limit):
+            try:
+                frames = self._raw.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            except zmq.ZMQError:
+                break  # closed under us
+            count += 1
             try:
                 _, msg = self.session.deserialize(frames)
             except ProtocolError:
                 continue  # counted and logged by the Session
             self.last_seen = time.monotonic()
             self._dispatch(msg)
+        return count
+
+    def _read_monitor(self) -> None:
+        from zmq.utils.monitor import parse_monitor_message
+
+        while self._raw_monitor is not None:
+            try:
+                event = parse_monitor_message(self._raw_monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self._peer_links += 1
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._peer_links = max(0, self._peer_links - 1)
+
+    async def settle(self, timeout: float = 5.0) -> bool:
+        """After the worker's process has ended: dispatch every message it sent, up to the moment this socket
+        sees its connection close (then every byte the worker wrote has been read), so the news of its death
+        never overtakes an image it finished and sent. Needs ``watch_peer``; returns False when the close was
+        not seen within `timeout` (what had arrived by then is dispatched anyway)."""
+        if self._sock is None or self._monitor is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        poller = zmq.asyncio.Poller()
+        poller.register(self._monitor, zmq.POLLIN)
+        poller.register(self._sock, zmq.POLLIN)  # a full receive queue must keep moving, or the close never comes
+        while True:
+            self._drain(None)
+            self._read_monitor()
+            if self._peer_links == 0:
+                self._drain(None)  # what arrived before the close was reported
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._sock is None:
+                log.warning("worker %s: its connection did not close %.0f s after its process ended",
+                            self.name, timeout)
+                return False
+            try:
+                await poller.poll(timeout=remaining * 1000)
+            except zmq.ZMQError:
+                return False
 
     def _dispatch(self, msg: Message) -> None:
         parent = msg.parent_id
@@ -208,7 +298,7 @@ class WorkerClient:
         if stream is not None:
             stream.queue.put_nowait(msg)
             if msg.msg_type in FINAL_EVENTS:
-                del self._streams[parent]  # even if nobody iterates it, the stream ends here
+                del self._streams[stream.msg_id]  # even if nobody iterates it, the stream ends here
             return
         if self.on_event is not None:
             try:
@@ -248,7 +338,7 @@ class WorkerClient:
         assert self._sock is not None
         msg = self.session.msg(msg_type, content, metadata=metadata, buffers=buffers)
         self.session.send(self._sock, msg)  # non-blocking on a DEALER below its HWM
-        return msg["msg_id"]
+        return str(msg["msg_id"])
 
     async def call(
         self,
@@ -337,6 +427,31 @@ class LocalWorkerProcess:
     def client(self, **kwargs: Any) -> WorkerClient:
         return WorkerClient(self.endpoint, key=self.key, name=kwargs.pop("name", f"core->{self.name}"), **kwargs)
 
+    async def wait_exit(self) -> int:
+        """Return the exit status (negative: the signal) the moment the process ends. The kernel says so
+        through a pidfd the event loop watches; without pidfds a thread waits on the process instead."""
+        status = self.process.poll()
+        if status is not None:
+            return status
+        try:
+            fd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):  # no pidfds here (or already reaped): wait in a thread
+            return await asyncio.to_thread(self.process.wait)
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        return self.process.wait()  # reaps a process that has already ended: does not block
+
     def kill(self) -> int:
         """SIGKILL and reap; returns the exit status."""
         if self.process.poll() is None:
@@ -353,6 +468,19 @@ class LocalWorkerProcess:
                 log.warning("worker %s ignored SIGTERM for %.0fs; killing it", self.name, timeout)
                 self.process.kill()
         return self.process.wait()
+
+
+def exit_reason(status: int | None) -> str:
+    """How a process ended, in words: "killed by SIGKILL", "exited with code 3 (its socket is in use ...)"."""
+    if status is None:
+        return "is still running"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    meaning = _EXIT_MEANINGS.get(status)
+    return f"exited with code {status}" + (f" ({meaning})" if meaning else "")
 
 
 def spawn_local_worker(

@@ -5,14 +5,24 @@ Each test runs a real `ddtui serve` with real worker processes on the demo model
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from pony.orm import db_session, select
 
+from ddtui.config import resolve_home
+from ddtui.core.client import CoreClient
 from ddtui.db.schema import open_database
-from tests.conftest import Service, ddtui
+from tests.conftest import Service, ddtui, make_home
+
+# Heartbeats an hour apart: a worker held with SIGSTOP is not taken for hung, and only its exit notice can explain
+# a restart.
+NO_HEARTBEATS = {"heartbeat_interval": 3600.0, "heartbeat_timeout": 3600.0}
 
 
 def lines(out: str) -> list[dict]:
@@ -46,6 +56,31 @@ def wait_for(predicate, timeout=60.0, every=0.2):
             return value
         time.sleep(every)
     raise AssertionError("condition not met in time")
+
+
+def generate_until_first_image(home: Path, *args: str) -> int:
+    """Queue `ddtui generate ARGS --no-wait` and return its job id once its first image is recorded (the
+    service's own event, not a poll of the database)."""
+    async def go() -> int:
+        async with CoreClient(resolve_home(home)) as client:
+            await client.subscribe()  # before the job exists: none of its events can be missed
+            r = await asyncio.to_thread(ddtui, home, "generate", *args, "--no-wait", "--json")
+            assert r.returncode == 0, r.stderr
+            job_id = json.loads(r.stdout)["job_id"]
+            while True:
+                event, _ = await asyncio.wait_for(client.events.get(), 120)
+                if event["job_id"] == str(job_id) and event["event"] == "image":
+                    return job_id
+                assert not (event["job_id"] == str(job_id) and event["event"] in ("done", "failed")), event
+
+    return asyncio.run(go())
+
+
+def freeze_mid_job(svc: Service, job_id: int, pid: int, batch: int) -> None:
+    """SIGSTOP the worker and check the job really is half done: it cannot finish while the worker is frozen."""
+    os.kill(pid, signal.SIGSTOP)
+    assert job_id in svc.status()["running"]
+    assert len(jobs(svc.home)[job_id][3].get("generation_ids", [])) < batch
 
 
 def test_generate_batch_tag_and_show(service):
@@ -90,32 +125,46 @@ def test_upscale_is_recorded_as_child(service):
     assert rows[up["generation_id"]][2] == "upscale" and rows[up["generation_id"]][3] == gen["generation_id"]
 
 
-def test_cancel_running_batch_after_current_image(service):
-    home = service.home
-    r = ddtui(home, "generate", "a slow batch", "-n", "12", "--seed", "1", "--no-wait", "--json")
-    job_id = json.loads(r.stdout)["job_id"]
-    wait_for(lambda: len(history(home)) >= 1, timeout=60)
-    r = ddtui(home, "queue", "cancel", str(job_id), "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["job"]["state"] == "cancelled"
-    wait_for(lambda: service.status()["running"] == [], timeout=30)
-    made = len(history(home))
-    assert 1 <= made < 12
-    assert jobs(home)[job_id][1] == "cancelled"
-    # The worker keeps serving.
-    assert ddtui(home, "generate", "after the cancel", "--seed", "9").returncode == 0
+def sd_pid(svc: Service) -> int:
+    return next(w["pid"] for w in svc.status()["workers"] if w["kind"] == "sd")
 
 
-def test_cancel_now_restarts_the_worker_and_keeps_its_model(service):
-    home = service.home
-    r = ddtui(home, "generate", "stop me now", "-n", "12", "--no-wait", "--json")
-    job_id = json.loads(r.stdout)["job_id"]
-    wait_for(lambda: len(history(home)) >= 1, timeout=60)
-    assert ddtui(home, "queue", "cancel", str(job_id), "--now").returncode == 0
-    sd = wait_for(lambda: next((w for w in service.status()["workers"]
-                                if w["kind"] == "sd" and w["state"] == "idle" and w["restarts"] == 1), None))
-    assert sd["loaded_model"] == "stable-diffusion/demo-flux2-klein.safetensors"
-    assert jobs(home)[job_id][1] == "cancelled"
-    assert ddtui(home, "generate", "next one", "--seed", "2").returncode == 0
+def test_cancel_running_batch_after_current_image(tmp_path, demo_models):
+    home = make_home(tmp_path / "home", demo_models, workers=NO_HEARTBEATS)
+    service = Service(home).start()
+    try:
+        pid = sd_pid(service)
+        job_id = generate_until_first_image(home, "a slow batch", "-n", "12", "--seed", "1")
+        freeze_mid_job(service, job_id, pid, 12)  # the cancel reaches it in the middle of the batch, surely
+        r = ddtui(home, "queue", "cancel", str(job_id), "--json")
+        os.kill(pid, signal.SIGCONT)
+        assert r.returncode == 0 and json.loads(r.stdout)["job"]["state"] == "cancelled"
+        wait_for(lambda: service.status()["running"] == [], timeout=30)
+        made = len(history(home))
+        assert 1 <= made < 12
+        assert jobs(home)[job_id][1] == "cancelled"
+        # The worker keeps serving.
+        assert ddtui(home, "generate", "after the cancel", "--seed", "9").returncode == 0
+    finally:
+        service.stop()
+
+
+def test_cancel_now_restarts_the_worker_and_keeps_its_model(tmp_path, demo_models):
+    home = make_home(tmp_path / "home", demo_models, workers=NO_HEARTBEATS)
+    service = Service(home).start()
+    try:
+        pid = sd_pid(service)
+        job_id = generate_until_first_image(home, "stop me now", "-n", "12")
+        freeze_mid_job(service, job_id, pid, 12)  # mid-batch: only a restart can stop it now
+        assert ddtui(home, "queue", "cancel", str(job_id), "--now").returncode == 0
+        sd = wait_for(lambda: next((w for w in service.status()["workers"]
+                                    if w["kind"] == "sd" and w["state"] == "idle" and w["restarts"] == 1), None))
+        assert sd["pid"] != pid and sd["crashes"] == 0  # on purpose, not a crash
+        assert sd["loaded_model"] == "stable-diffusion/demo-flux2-klein.safetensors"
+        assert jobs(home)[job_id][1] == "cancelled"
+        assert ddtui(home, "generate", "next one", "--seed", "2").returncode == 0
+    finally:
+        service.stop()
 
 
 def test_queue_survives_a_killed_service(demo_home):

@@ -30,7 +30,7 @@ from PIL import Image
 
 from ddtui.catalog import demo
 from ddtui.catalog.models import Catalog
-from ddtui.core.worker_client import HANDSHAKE, WorkerClient, spawn_local_worker
+from ddtui.core.worker_client import HANDSHAKE, WorkerClient, exit_reason, spawn_local_worker
 from ddtui.protocol import DELIM, Session, serialize
 
 pytest.importorskip("stable_diffusion_cpp")
@@ -573,6 +573,45 @@ async def test_sigkill_mid_job_and_a_new_worker(models, run_dir, image_options):
         fresh.kill()
 
 
+async def test_an_exit_is_reported_at_once_with_how_it_ended(models, run_dir):
+    worker = spawn_local_worker("llm", run_dir, models, threads=1, name="exitwatch")
+    try:
+        exited = asyncio.ensure_future(worker.wait_exit())  # the kernel's notice, no polling
+        client = worker.client()
+        await client.connect()
+        await client.hello(timeout=30)
+        assert not exited.done()
+        os.kill(worker.pid, signal.SIGKILL)
+        assert exit_reason(await asyncio.wait_for(exited, 30)) == "killed by SIGKILL"
+        assert worker.returncode == -signal.SIGKILL  # reaped by wait_exit
+        client.close()
+    finally:
+        worker.kill()
+    assert exit_reason(0) == "exited with code 0"
+    assert exit_reason(3) == "exited with code 3 (its socket is in use by another process)"
+
+
+async def test_settle_hands_on_everything_a_dead_worker_sent(models, run_dir):
+    # The news of a death must not overtake the worker's last messages (an image it finished, a result).
+    worker = spawn_local_worker("llm", run_dir, models, threads=1, name="settle")
+    got: list = []
+    client = WorkerClient(worker.endpoint, key=worker.key, on_event=got.append, watch_peer=True)
+    try:
+        await client.connect()
+        await client.hello(timeout=30)
+        for seq in range(100):
+            await client.request("heartbeat", {"seq": seq})  # sends without yielding to the loop
+        await client.request("shutdown", {"reason": "test"})
+        assert worker.process.wait(30) == 0  # blocks this loop: the replies arrive but nothing reads them
+        assert got == []
+        assert await client.settle(timeout=30) is True  # the closed connection was seen
+        assert [m.content["seq"] for m in got if m.msg_type == "heartbeat"] == list(range(100))
+        assert got[-1].msg_type == "ack"
+    finally:
+        client.close()
+        worker.kill()
+
+
 async def test_sigterm_mid_batch_finishes_the_image_and_exits_cleanly(models, run_dir, image_options):
     worker = spawn_local_worker("sd", run_dir, models, threads=1, name="sdterm")
     try:
@@ -661,7 +700,7 @@ async def test_worker_exits_when_parent_or_heartbeats_are_gone(models, run_dir):
     try:
         # the short-lived parent is left unreaped (a zombie) on purpose: that must count as gone
         assert orphan.process.wait(15) == 0
-        assert silent.process.wait(15) == 0
+        assert exit_reason(silent.process.wait(15)) == "exited with code 4 (no heartbeat reached it in time)"
         assert not Path(orphan.endpoint[len("ipc://"):]).exists()  # the socket file is cleaned up
     finally:
         parent.wait()
