@@ -62,7 +62,13 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         if e.sidecar and e.sidecar.components:
             comps = "  [" + ", ".join(f"{k}={v}" for k, v in e.sidecar.components.items()) + "]"
         status = "ok" if e.usable else "PROBLEM"
-        print(f"  {e.kind:<13} {e.rel_path:<{width}}  {human_size(e.size):>9}  {status}{comps}")
+        about = ""
+        if e.kind == "image":
+            label = e.info.label if e.info and e.info.family != "unknown" else e.family
+            form = {"flat": "DiffusionDesk sidecar", "nested": "ddtui sidecar"}.get(
+                e.sidecar.form if e.sidecar else "", "no sidecar")
+            about = f"  {label}, {form}"
+        print(f"  {e.kind:<13} {e.rel_path:<{width}}  {human_size(e.size):>9}  {status}{about}{comps}")
         for problem in e.problems:
             print(f"      ! {problem}")
     bad = sum(1 for e in cat.entries if not e.usable)
@@ -239,6 +245,8 @@ async def _follow(client: Any, job_id: int, as_json: bool, quiet: bool = False) 
         if kind == "progress" and tty:
             sys.stderr.write(_progress_line(event))
             sys.stderr.flush()
+        elif kind == "model_hash" and not as_json and not quiet:
+            _show_model_hash(data, tty)
         elif kind == "image":
             images.append(data)
             if as_json:
@@ -266,6 +274,21 @@ async def _follow(client: Any, job_id: int, as_json: bool, quiet: bool = False) 
     return "unknown", images
 
 
+def _show_model_hash(data: dict[str, Any], tty: bool) -> None:
+    """A model file's first hash: a live line on a terminal, a start and an end line otherwise."""
+    from .catalog.models import human_size
+
+    name, total = data.get("model", ""), int(data.get("total") or 0)
+    if tty:
+        end = "\n" if data.get("state") == "done" else ""
+        sys.stderr.write(f"\rhashing model {name} ({human_size(total)}): {100 * data.get('fraction', 0):3.0f}%{end}")
+        sys.stderr.flush()
+    elif data.get("state") == "done":
+        print(f"hashed model {name} in {data.get('seconds', 0):.1f} s (kept until the file changes)", file=sys.stderr)
+    elif not data.get("done"):
+        print(f"hashing model {name} ({human_size(total)}), once per file ...", file=sys.stderr)
+
+
 def _generate_request(args: argparse.Namespace) -> dict[str, Any]:
     from .core.params import ParamError, parse_size
 
@@ -273,7 +296,8 @@ def _generate_request(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in (("model", args.model), ("preset", args.preset), ("steps", args.steps), ("cfg", args.cfg),
                        ("guidance", args.guidance), ("seed", args.seed), ("sampler", args.sampler),
                        ("scheduler", args.scheduler), ("negative_prompt", args.negative),
-                       ("strength", args.strength), ("clip_skip", args.clip_skip)):
+                       ("strength", args.strength), ("clip_skip", args.clip_skip),
+                       ("mask_blur", args.mask_blur)):
         if value is not None:
             req[key] = value
     if args.size:
@@ -862,6 +886,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--init", help="init image for img2img")
     gen.add_argument("--strength", type=float, help="img2img/inpaint strength (0-1]")
     gen.add_argument("--mask", help="inpaint mask (white = repaint); needs --init")
+    gen.add_argument("--mask-blur", type=int, metavar="PX",
+                     help="feather the mask edge by PX pixels (default sd.mask_blur, 10); outside the mask "
+                          "the image is kept exactly")
     gen.add_argument("--style", action="append", help="apply a saved style (repeatable)")
     gen.add_argument("--vae-tiling", action="store_true", dest="vae_tiling")
     gen.add_argument("--hires", action="store_true", help="hires fix: first pass, upscale, second pass")

@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
         "threads": 0,
         "preview_interval": 1,  # send a live preview every N steps; 0 turns previews off
         "preview_size": 128,
+        "mask_blur": 10,  # pixels of feather where an inpainted area meets the kept image
     },
     "workers": {
         "local_sd": True,
@@ -292,6 +293,8 @@ def validate(data: Any, file: Path) -> dict[str, Any]:
     proto = merged["ui"]["image_protocol"]
     if proto not in _IMAGE_PROTOCOLS:
         raise ConfigError(f"{file}: 'ui.image_protocol' must be one of {', '.join(_IMAGE_PROTOCOLS)}, got {proto!r}")
+    if not 0 <= merged["sd"]["mask_blur"] <= 256:
+        raise ConfigError(f"{file}: 'sd.mask_blur' must be from 0 to 256 pixels, got {merged['sd']['mask_blur']}")
     if merged["sd"]["preview_size"] < 16:
         raise ConfigError(f"{file}: 'sd.preview_size' must be at least 16, got {merged['sd']['preview_size']}")
     if merged["queue"]["max_attempts"] < 1:

@@ -10,7 +10,14 @@ retry with VAE tiling, and the hires fix the binding silently ignores. Runs on t
 Binding traps handled here: progress/preview callbacks live in global C state and must be reset after
 every call (``reset_callbacks``); ``verbose=False`` swaps the process-wide stdout/stderr fds during each
 call and has its log levels inverted, so the worker installs its own log callback and passes
-``verbose=True``; generated sizes round up to multiples of 16, so inputs are padded and outputs cropped.
+``verbose=True``.
+
+Sizes: stable-diffusion.cpp rounds a request up to its family's multiple (64 for the UNet families, 8 or 16 for
+the DiT ones; see ``ddtui.catalog.families``) and stretches the init image and mask to that size. The worker
+learns the family from the "Version:" line the library logs at load (the tensors as a fallback), samples at
+exactly that aligned size with the init image and mask padded (not stretched) to it, and crops the result back,
+so every output pixel lines up with the init image. An inpainted result is then composited with the original
+through the feathered mask: outside the mask every pixel is the input's.
 """
 
 from __future__ import annotations
@@ -30,9 +37,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from ddtui.catalog.models import COMPONENTS, FLAGS, FORMATS, PREDICTIONS, CatalogError, resolve_inside
+from ddtui.catalog.families import detect, family_of_version
+from ddtui.catalog.models import (
+    COMPONENTS,
+    FLAT_KEYS,
+    FLAGS,
+    FORMATS,
+    PREDICTIONS,
+    CatalogError,
+    nested_form,
+    resolve_inside,
+    sidecar_path,
+)
 from ddtui.catalog.synthetic.sdcpp_compat import reset_callbacks
 
 from .loop import JobContext, WorkerError, resolve_model_file, sidecar_options
@@ -104,12 +122,12 @@ def parse_loras(prompt: str, lora_dir: Path, model_dir: Path) -> tuple[str, list
     return LORA_RE.sub(replace, prompt), found
 
 
-def _ceil16(value: int) -> int:
-    return (value + 15) // 16 * 16
+def align_up(value: int, multiple: int) -> int:
+    return (value + multiple - 1) // multiple * multiple
 
 
 def _fit(image: Image.Image, w: int, h: int, gen_w: int, gen_h: int, mode: str) -> Image.Image:
-    """Resize to the requested size, then pad right/bottom (edge pixels) to the size sd.cpp works at."""
+    """Resize to the requested size, then pad right/bottom (edge pixels) to exactly the size that is sampled."""
     image = image.convert(mode)
     if image.size != (w, h):
         image = image.resize((w, h), Image.LANCZOS if mode == "RGB" else Image.BILINEAR)
@@ -118,6 +136,26 @@ def _fit(image: Image.Image, w: int, h: int, gen_w: int, gen_h: int, mode: str) 
     arr = np.asarray(image)
     pad = ((0, gen_h - h), (0, gen_w - w)) + (((0, 0),) if arr.ndim == 3 else ())
     return Image.fromarray(np.pad(arr, pad, mode="edge"), mode)
+
+
+def composite_inpaint(original: Image.Image, generated: Image.Image, mask: Image.Image, blur: int) -> Image.Image:
+    """The generated image inside the mask, the original outside it, blended over a feather inside its edge.
+
+    The feather is a Gaussian blur of the mask clipped to the mask itself, so it softens the seam inwards and
+    never reaches outside: wherever the mask is black the result is the original, byte for byte.
+    """
+    orig = np.asarray(original.convert("RGB"))
+    gen = np.asarray(generated.convert("RGB").resize(original.size, Image.LANCZOS)
+                     if generated.size != original.size else generated.convert("RGB"))
+    m = mask.convert("L")
+    if m.size != original.size:
+        m = m.resize(original.size, Image.BILINEAR)
+    hard = np.asarray(m)
+    soft = np.asarray(m.filter(ImageFilter.GaussianBlur(blur))) if blur > 0 else hard
+    alpha = (np.minimum(hard, soft).astype(np.float32) / 255.0)[..., None]
+    blended = np.rint(orig + (gen.astype(np.float32) - orig) * alpha).clip(0, 255).astype(np.uint8)
+    out = np.where(alpha > 0, blended, orig)
+    return Image.fromarray(out, "RGB")
 
 
 def _png(image: Image.Image, level: int) -> bytes:
@@ -163,6 +201,8 @@ class ModelSpec:
     signature: str
     vae_tiling: bool = False
     flow_shift: float | None = None
+    family: str = "unknown"  # from the tensors; replaced by what stable-diffusion.cpp reports at load
+    align: int = 64
 
 
 def _file_stamp(path: Path) -> list[int]:
@@ -173,8 +213,14 @@ def _file_stamp(path: Path) -> list[int]:
 def resolve_model(model_dir: Path, rel: Any, options: Any) -> ModelSpec:
     """Check the model and its options; ``options`` None means "read the sidecar next to the model"."""
     path = resolve_model_file(model_dir, rel, "model")
+    info = detect(path)
     if options is None:
-        options = sidecar_options(path, ("format", "components", "flags", "prediction", "flow_shift"))
+        options = sidecar_options(path, ("format", "components", "flags", "prediction", "flow_shift")
+                                  + tuple(FLAT_KEYS))
+        try:
+            options, _ = nested_form(options, info.components)
+        except CatalogError as exc:
+            raise WorkerError("load_failed", f"sidecar {sidecar_path(path).name}: {exc}") from None
     if not isinstance(options, dict):
         raise WorkerError("bad_params", "options must be an object")
     fmt = options.get("format") or "checkpoint"
@@ -212,7 +258,7 @@ def resolve_model(model_dir: Path, rel: Any, options: Any) -> ModelSpec:
            "prediction": prediction}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return ModelSpec(rel, args, f"{rel}#{digest}", bool(flags.get("vae_tiling")),
-                     float(flow_shift) if flow_shift is not None else None)
+                     float(flow_shift) if flow_shift is not None else None, info.family, info.align)
 
 
 # --------------------------------------------------------------------------- generation parameters
@@ -248,6 +294,7 @@ class GenParams:
     preview_size: int
     preview_method: str
     hires: Hires | None
+    mask_blur: int = 10
     loras: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -323,6 +370,7 @@ def parse_params(params: dict[str, Any], maps: tuple[dict[str, Any], dict[str, A
         preview_every=_num(params, "preview_every", 0, 0, 500, integer=True),
         preview_size=_num(params, "preview_size", 128, 16, 1024, integer=True),
         preview_method=preview_method, hires=hires,
+        mask_blur=_num(params, "mask_blur", 10, 0, 256, integer=True),
     )
 
 
@@ -406,6 +454,7 @@ class SDBackend:
             raise WorkerError("bad_params", "no model loaded and none named")
         spec = resolve_model(self.model_dir, rel, options)
         if self._sd is not None and self._spec is not None and self._spec.signature == spec.signature:
+            spec.family, spec.align = self._spec.family, self._spec.align  # as the loaded context reported
             self._spec = spec  # same context; per-generation defaults may have changed
             return False, 0.0
         self._free_model()
@@ -422,6 +471,7 @@ class SDBackend:
                 log.exception("load progress")
 
         sd_cpp.sd_set_progress_callback(on_load, ctypes.c_void_p(0))
+        _versions_seen.clear()
         try:
             self._sd = self._module.StableDiffusion(
                 **spec.args,
@@ -436,9 +486,16 @@ class SDBackend:
             reset_callbacks()
             self._quiet_binding()
             ctx.set_state("busy")
+        reported = family_of_version(_versions_seen[-1]) if _versions_seen else None
+        if reported is not None:
+            fam, align = reported
+            if fam.id != spec.family and spec.family != "unknown":
+                log.warning("%s: the tensors look like %s but stable-diffusion.cpp runs it as %s",
+                            spec.rel, spec.family, _versions_seen[-1])
+            spec.family, spec.align = fam.id, align
         self._spec = spec
         seconds = time.monotonic() - start
-        log.info("loaded %s in %.2fs", spec.signature, seconds)
+        log.info("loaded %s (%s, sizes aligned to %d) in %.2fs", spec.signature, spec.family, spec.align, seconds)
         return True, seconds
 
     def _upscaler(self, rel: Any) -> Any:
@@ -520,6 +577,12 @@ class SDBackend:
         info: dict[str, Any] = {}
         image = self._sample_checked(ctx, gp, info, seed=seed, init=init, mask=mask, width=gp.width,
                                      height=gp.height, steps=gp.steps, strength=gp.strength, phase="sampling")
+        if init is not None and mask is not None:
+            original = init.convert("RGB")
+            if original.size != image.size:
+                original = original.resize(image.size, Image.LANCZOS)
+            image = composite_inpaint(original, image, mask, gp.mask_blur)
+            info["mask_blur"] = gp.mask_blur
         if gp.hires is not None:
             hr = gp.hires
             ctx.progress(0, 1, "upscaling", force=True)
@@ -536,7 +599,9 @@ class SDBackend:
                                          height=hr.height, steps=hr.steps, strength=hr.strength, phase="hires")
             info["hires"] = {"width": hr.width, "height": hr.height, "steps": hr.steps, "strength": hr.strength,
                              "upscaler": hr.upscaler, "base_width": gp.width, "base_height": gp.height}
-        info.update({"width": image.width, "height": image.height})
+        assert self._spec is not None
+        info.update({"width": image.width, "height": image.height, "family": self._spec.family,
+                     "align": self._spec.align})
         return image, info
 
     def _sample_checked(self, ctx: JobContext, gp: GenParams, info: dict[str, Any], **kw: Any) -> Image.Image:
@@ -558,7 +623,7 @@ class SDBackend:
         width: int, height: int, steps: int, strength: float, phase: str, vae_tiling: bool,
     ) -> Image.Image:
         assert self._sd is not None and self._spec is not None
-        gen_w, gen_h = _ceil16(width), _ceil16(height)
+        gen_w, gen_h = align_up(width, self._spec.align), align_up(height, self._spec.align)
         state = {"phase": phase}
 
         def on_progress(step: int, total: int, _t: float) -> None:
@@ -610,6 +675,10 @@ class SDBackend:
         if not images:
             raise WorkerError("generation_failed", "the binding returned no image")
         image = images[0].convert("RGB")  # the binding returns RGBA
+        if image.size != (gen_w, gen_h):
+            # The library aligned differently than its family says: scale back so the padding maps right.
+            log.warning("asked for %dx%d, stable-diffusion.cpp returned %dx%d", gen_w, gen_h, *image.size)
+            image = image.resize((gen_w, gen_h), Image.LANCZOS)
         if image.size != (width, height):
             image = image.crop((0, 0, width, height))
         return image
@@ -640,6 +709,8 @@ class SDBackend:
 # --------------------------------------------------------------------------- native logging
 
 _log_callback_ref: Any = None
+_VERSION_LINE = re.compile(rb" - Version: (.+?)\s*$")  # "stable-diffusion.cpp:305  - Version: SDXL "
+_versions_seen: list[str] = []  # the "Version: ..." labels stable-diffusion.cpp logged while loading
 
 
 def _install_log_callback(sd_cpp: Any) -> None:
@@ -652,6 +723,9 @@ def _install_log_callback(sd_cpp: Any) -> None:
     def on_log(level: int, text: bytes, _data: Any) -> None:
         try:
             py_level = _SD_LEVELS.get(level, logging.INFO)
+            found = _VERSION_LINE.search(text)
+            if found:
+                _versions_seen.append(found.group(1).decode("utf-8", "replace").strip())
             if native_log.isEnabledFor(py_level):
                 native_log.log(py_level, "%s", text.decode("utf-8", "replace").rstrip())
         except Exception:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .families import SIDECAR_FAMILIES, ModelInfo, detect
+
 MODEL_EXTENSIONS = (".gguf", ".safetensors", ".ckpt", ".pth")
 
 # Catalog folder -> kind, in the order the catalog lists them.
@@ -43,11 +45,13 @@ COMPONENTS: dict[str, str] = {
 
 FLAGS = ("clip_on_cpu", "vae_on_cpu", "offload_to_cpu", "flash_attn", "vae_tiling")
 
-# Families stable-diffusion.cpp runs; informative (it detects the family from the tensors itself).
-FAMILIES = (
-    "sd1", "sd2", "sdxl", "sd3", "sd3.5", "flux", "flux2", "flux2-klein", "chroma", "kontext",
-    "z-image", "qwen-image", "qwen-image-edit", "wan", "ovis", "lumina", "other",
-)
+# DiffusionDesk's own sidecar form puts components and flags at the top level ("flat"); `ae` is its other
+# name for the autoencoder. ddtui's form nests them under `components` and `flags` ("nested").
+FLAT_ALIASES = {"ae": "vae"}
+FLAT_KEYS = frozenset(COMPONENTS) | frozenset(FLAGS) | frozenset(FLAT_ALIASES)
+
+# Family names a sidecar may give; informative, since the family is read from the tensors (families.py).
+FAMILIES = tuple(SIDECAR_FAMILIES)
 FORMATS = ("checkpoint", "diffusion_model")
 PREDICTIONS = ("eps", "v", "edm_v", "flow", "flux_flow", "flux2_flow")
 SAMPLERS = (
@@ -106,10 +110,13 @@ class Sidecar:
     chat_format: str = ""
     context_size: int = 0
     tile_size: int = 0
+    form: str = "nested"  # "nested" (ddtui's) or "flat" (DiffusionDesk's); the file itself is never rewritten
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self.__dict__.items():
+            if key == "form":
+                continue
             if value not in ("", None, {}, []) and not (key == "format" and value == "checkpoint"):
                 if key == "default_weight" and value == 1.0:
                     continue
@@ -127,6 +134,16 @@ class ModelEntry:
     size: int
     sidecar: Sidecar | None = None
     problems: list[str] = field(default_factory=list)
+    info: ModelInfo | None = None  # image models: the family read from the tensors
+
+    @property
+    def family(self) -> str:
+        """The family: from the tensors, else the sidecar's word for it, else "unknown"."""
+        if self.info is not None and self.info.family != "unknown":
+            return self.info.family
+        if self.sidecar and self.sidecar.family:
+            return SIDECAR_FAMILIES.get(self.sidecar.family, "unknown")
+        return "unknown"
 
     @property
     def name(self) -> str:
@@ -149,6 +166,9 @@ class ModelEntry:
             "name": self.name,
             "size": self.size,
             "sidecar": self.sidecar.to_dict() if self.sidecar else None,
+            "sidecar_form": self.sidecar.form if self.sidecar else None,
+            "family": self.family if self.kind == "image" else None,
+            "detected": self.info.to_dict() if self.info else None,
             "problems": list(self.problems),
         }
 
@@ -200,15 +220,47 @@ def _existing_file(model_dir: Path, rel: str, key: str) -> str:
     return rel
 
 
-def parse_sidecar(data: Any, kind: str, model_dir: Path) -> Sidecar:
+def nested_form(data: dict[str, Any], layout: str = "") -> tuple[dict[str, Any], str]:
+    """An image sidecar in ddtui's nested form, and which form it was written in ("nested" or "flat").
+
+    DiffusionDesk's flat keys (`vae`/`ae`, `clip_l`, `llm`, `flash_attn`, ...) move under `components` and
+    `flags`; a flat sidecar without `format` takes it from `layout` (what the tensors say the file holds) or,
+    without that, from whether it names a text encoder. The caller's dict is not changed.
+    """
+    flat = [k for k in data if k in FLAT_KEYS]
+    if not flat:
+        return data, "nested"
+    mixed = [k for k in ("components", "flags") if k in data]
+    if mixed:
+        raise CatalogError(f"the sidecar mixes ddtui's nested '{mixed[0]}' with DiffusionDesk's flat key "
+                           f"'{flat[0]}'; use one form")
+    if "vae" in data and "ae" in data:
+        raise CatalogError("the sidecar gives both 'vae' and 'ae' (the same component); keep one")
+    out: dict[str, Any] = {k: v for k, v in data.items() if k not in FLAT_KEYS}
+    components = {FLAT_ALIASES.get(k, k): data[k] for k in flat if FLAT_ALIASES.get(k, k) in COMPONENTS}
+    flags = {k: data[k] for k in flat if k in FLAGS}
+    if components:
+        out["components"] = components
+    if flags:
+        out["flags"] = flags
+    if "format" not in out:
+        text_encoders = {"clip_l", "clip_g", "t5xxl", "llm"} & set(components)
+        out["format"] = layout or ("diffusion_model" if text_encoders else "checkpoint")
+    return out, "flat"
+
+
+def parse_sidecar(data: Any, kind: str, model_dir: Path, layout: str = "") -> Sidecar:
     """Validate sidecar JSON for a model of `kind`; raise CatalogError naming the key at fault."""
     if not isinstance(data, dict):
         raise CatalogError(f"the sidecar must be a JSON object, got {_type_name(data)}")
+    form = "nested"
+    if kind == "image":
+        data, form = nested_form(data, layout)
     allowed = _SIDECAR_KEYS.get(kind, {"description"})
     for key in data:
         if key not in allowed:
             raise CatalogError(f"unknown key '{key}' (known for {kind} models: {', '.join(sorted(allowed))})")
-    sc = Sidecar()
+    sc = Sidecar(form=form)
 
     def want(key: str, typ: type | tuple[type, ...], expect: str) -> Any:
         value = data[key]
@@ -306,19 +358,20 @@ def load_entry(model_dir: Path, path: Path, kind: str) -> ModelEntry:
         problems.append(f"cannot read the file: {exc.strerror}")
     if not problems and size == 0:
         problems.append("the file is empty")
+    info = detect(path) if kind == "image" and not problems else None
     sidecar = None
     sc_path = sidecar_path(path)
     if sc_path.exists():
         try:
             data = json.loads(sc_path.read_text(encoding="utf-8"))
-            sidecar = parse_sidecar(data, kind, model_dir)
+            sidecar = parse_sidecar(data, kind, model_dir, info.components if info else "")
         except json.JSONDecodeError as exc:
             problems.append(f"sidecar {sc_path.name}: not valid JSON at line {exc.lineno}: {exc.msg}")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"sidecar {sc_path.name}: cannot read: {exc}")
         except CatalogError as exc:
             problems.append(f"sidecar {sc_path.name}: {exc}")
-    return ModelEntry(kind=kind, rel_path=rel, path=path, size=size, sidecar=sidecar, problems=problems)
+    return ModelEntry(kind=kind, rel_path=rel, path=path, size=size, sidecar=sidecar, problems=problems, info=info)
 
 
 class Catalog:

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..catalog.families import family as family_named
 from ..catalog.models import (
     KIND_FOLDER,
     PARAM_RULES,
@@ -31,6 +32,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "width": 512, "height": 512, "clip_skip": -1, "negative_prompt": "",
 }
 MODES = ("txt2img", "img2img", "inpaint")
+DEFAULT_MASK_BLUR = 10  # pixels of feather where an inpainted area meets the kept image
+MAX_MASK_BLUR = 256
 MAX_PROMPT_CHARS = 20_000
 MAX_BATCH = 64
 LORA_TAG = re.compile(r"<lora:([^:>]*)(?::([^>]*))?>", re.IGNORECASE)
@@ -117,8 +120,13 @@ def model_options(entry: ModelEntry) -> dict[str, Any]:
 
 
 def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_model: str = "",
-                           preset: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A complete generate-job payload from a user request (CLI flags, TUI form, re-run of a history item)."""
+                           preset: dict[str, Any] | None = None, mask_blur: int = DEFAULT_MASK_BLUR
+                           ) -> dict[str, Any]:
+    """A complete generate-job payload from a user request (CLI flags, TUI form, re-run of a history item).
+
+    Defaults come from the sidecar, then from the model's family (read from its tensors), then built in.
+    Guidance is kept only for models with a guidance input; `mask_blur` is the inpainting feather default.
+    """
     preset = preset or {}
     model_ref = request.get("model") or preset.get("model") or default_model
     if not model_ref:
@@ -129,9 +137,11 @@ def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_mo
         raise ParamError(str(exc)) from None
     sidecar_defaults = entry.sidecar.defaults if entry.sidecar else {}
     preset_params = preset.get("params") or {}
+    fam = family_named(entry.family)
+    family_defaults = fam.defaults if fam.id != "unknown" else {}
 
     def pick(key: str) -> Any:
-        for source in (request, preset_params, sidecar_defaults, BUILTIN_DEFAULTS):
+        for source in (request, preset_params, sidecar_defaults, family_defaults, BUILTIN_DEFAULTS):
             if source.get(key) is not None:
                 return source[key]
         return None
@@ -146,7 +156,9 @@ def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_mo
     width, height = check_size(pick("width"), pick("height"))
     steps = _rule("steps", pick("steps"))
     cfg = float(_rule("cfg", pick("cfg")))
-    guidance = float(_rule("guidance", pick("guidance")))
+    guidance: float | None = float(_rule("guidance", pick("guidance")))
+    if entry.info is not None and fam.id != "unknown" and not entry.info.guidance:
+        guidance = None  # the model has no guidance input: the value would do nothing and mislead the metadata
     sampler = pick("sampler")
     if sampler not in SAMPLERS:
         raise ParamError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
@@ -172,7 +184,8 @@ def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_mo
         "mode": "txt2img", "model": entry.rel_path, "options": model_options(entry),
         "prompt": prompt, "negative_prompt": negative, "width": width, "height": height, "steps": steps,
         "cfg": cfg, "guidance": guidance, "sampler": sampler, "scheduler": scheduler, "seed": seed,
-        "batch": batch, "clip_skip": clip_skip, "loras": loras,
+        "batch": batch, "clip_skip": clip_skip if fam.clip_skip or fam.id == "unknown" else -1, "loras": loras,
+        "family": entry.family,
         "vae_tiling": bool(request.get("vae_tiling", (entry.sidecar.flags.get("vae_tiling") if entry.sidecar else False))),
     }
     init, mask = request.get("init_image"), request.get("mask_image")
@@ -188,6 +201,11 @@ def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_mo
     if mask:
         payload["mask_path"] = str(check_image(mask, "mask image"))
         payload["mode"] = "inpaint"
+        blur = request.get("mask_blur")
+        blur = mask_blur if blur is None else blur
+        if isinstance(blur, bool) or not isinstance(blur, int) or not 0 <= blur <= MAX_MASK_BLUR:
+            raise ParamError(f"mask blur must be a whole number of pixels from 0 to {MAX_MASK_BLUR}, got {blur!r}")
+        payload["mask_blur"] = blur
     hires = request.get("hires")
     if hires and hires.get("enabled"):
         payload["hires"] = check_hires(hires, catalog)
@@ -224,7 +242,7 @@ def check_hires(hires: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
 def rerun_request(params: dict[str, Any]) -> dict[str, Any]:
     """A request that re-runs a recorded generation exactly (same seed, batch of one)."""
     keep = ("prompt", "negative_prompt", "model", "width", "height", "steps", "cfg", "guidance", "sampler",
-            "scheduler", "seed", "clip_skip", "strength", "vae_tiling", "hires", "kind")
+            "scheduler", "seed", "clip_skip", "strength", "vae_tiling", "hires", "kind", "mask_blur")
     req = {k: params[k] for k in keep if params.get(k) is not None}
     req["batch"] = 1
     if params.get("init_path"):

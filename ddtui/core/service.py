@@ -25,7 +25,7 @@ from ..config import Config, Home
 from ..db.schema import open_database
 from ..protocol import Message
 from ..protocol.keys import load_public, load_secret
-from .hashing import short_model_hash
+from .hashing import ModelHashes
 from .importer import Importer
 from .explore import CELLS, GRID_POSITIONS, LOCKABLE, ExploreError, neighbours
 from .params import ParamError, build_generate_payload, check_image, rerun_request
@@ -69,6 +69,7 @@ class Core:
         self.db = open_database(home.db_file)
         self.queue = JobQueue(self.db, max_attempts=cfg["queue"]["max_attempts"])
         self.recorder = Recorder(self.db, cfg.output_dir)
+        self.model_hashes = ModelHashes(self.db, cfg.model_dir)
         self.importer = Importer(self.recorder, self.queue, home.thumbnails, auto_tag=cfg["queue"]["auto_tag"])
         w = cfg["workers"]
         self.supervisor = Supervisor(
@@ -144,7 +145,8 @@ class Core:
                 if p is None:
                     raise ParamError(f"no preset named {request['preset']!r}")
                 preset = {"id": p.id, "model": p.model, "params": dict(p.params)}
-        payload = build_generate_payload(request, self.catalog(), self.cfg["sd"]["default_model"], preset)
+        payload = build_generate_payload(request, self.catalog(), self.cfg["sd"]["default_model"], preset,
+                                         mask_blur=self.cfg["sd"]["mask_blur"])
         job = self.queue.submit("generate", payload, priority=priority, group=group)
         self.emit(job.id, "queued", {"type": "generate", "batch": payload["batch"]})
         self.wake()
@@ -460,7 +462,8 @@ class Core:
                 return
         params["preview_every"] = self.cfg["sd"]["preview_interval"]
         params["preview_size"] = self.cfg["sd"]["preview_size"]
-        model_hash = await asyncio.to_thread(self._model_hash, payload["model"])
+        # Hashing (first use of a file only) overlaps the worker's model load; images wait for it.
+        hash_task = asyncio.create_task(self._model_hash(run.job.id, payload["model"]))
         run.slot.loaded = {"model": payload["model"], "kind": "sd", "options": payload["options"]}
         await run.slot.client.request("generate", {"job_id": run.worker_job_id, "params": params}, buffers)
         timeout = self.cfg["timeouts"]["generate"]
@@ -477,7 +480,7 @@ class Core:
             elif msg.msg_type == "preview":
                 self.emit(run.job.id, "preview", dict(c), list(msg.buffers[:1]))
             elif msg.msg_type == "image":
-                await self._record_image(run, payload, msg, model_hash)
+                await self._record_image(run, payload, msg, await hash_task)
             elif msg.msg_type == "result":
                 status = c.get("status")
                 result = {"generation_ids": run.generation_ids, "status": status, "info": c.get("info", {})}
@@ -487,10 +490,20 @@ class Core:
             elif msg.msg_type == "error":
                 raise _JobFailed(c.get("reason", "error"), c.get("message", ""))
 
-    def _model_hash(self, rel: str) -> str:
+    async def _model_hash(self, job_id: int, rel: str) -> str:
+        """The model's short hash; a file not hashed before shows `model_hash` events while it is read."""
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            data = {"model": rel, "done": done, "total": total, "fraction": done / total if total else 1.0,
+                    "state": "done" if done >= total else "hashing", "seconds": round(time.monotonic() - start, 2)}
+            loop.call_soon_threadsafe(self.emit, job_id, "model_hash", data)
+
         try:
-            return short_model_hash(self.cfg.model_dir / rel)
-        except OSError:
+            return (await asyncio.to_thread(self.model_hashes.get, rel, progress)).short
+        except OSError as exc:
+            log.warning("cannot hash %s: %s", rel, exc)
             return ""
 
     async def _record_image(self, run: JobRun, payload: dict[str, Any], msg: Message, model_hash: str) -> None:

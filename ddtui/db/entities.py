@@ -146,6 +146,18 @@ def define_entities(db: Database) -> None:
         key = PrimaryKey(str)
         value = Required(Json)
 
+    class ModelFile(db.Entity):
+        """A model file's hash and family, valid while its size and modification time stay the same (v3)."""
+        _table_ = "model_file"
+        path = PrimaryKey(str)  # relative to the model folder, as the catalog names it
+        size = Required(int, size=64)
+        mtime_ns = Required(int, size=64)
+        sha256 = Required(str)
+        family = Optional(str)
+        seconds = Required(float, default=0.0)  # how long hashing took
+        hashed = Required(datetime, default=utcnow)
+
     # Keep a handle on each class as an attribute of the Database for callers.
-    for cls in (Generation, Tag, GenerationTag, ImagePreset, LLMPreset, Style, PromptSnippet, Job, Setting):
+    for cls in (Generation, Tag, GenerationTag, ImagePreset, LLMPreset, Style, PromptSnippet, Job, Setting,
+                ModelFile):
         setattr(db, cls.__name__, cls)

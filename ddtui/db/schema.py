@@ -17,7 +17,7 @@ from .entities import define_entities
 
 log = logging.getLogger("ddtui.db")
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -112,7 +112,11 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = {2: _migrate_1_to_2}
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """v3 adds the model_file table (hashes and families by size and mtime); Pony creates it, nothing to move."""
+
+
+MIGRATIONS = {2: _migrate_1_to_2, 3: _migrate_2_to_3}
 
 
 def read_version(conn: sqlite3.Connection) -> int | None:

@@ -44,6 +44,7 @@ __all__ = [
     "GGUFWriter",
     "read_gguf_header",
     "read_gguf_metadata",
+    "read_gguf_tensor_infos",
 ]
 
 GGUF_MAGIC = b"GGUF"
@@ -477,4 +478,29 @@ def read_gguf_metadata(
                 out[key] = r.scalar(vtype)
             if key == stop_after:
                 break  # the caller needs nothing after this key (e.g. only the architecture)
+        return out
+
+
+def read_gguf_tensor_infos(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """Tensor names and dimensions (innermost first, as ggml's ``ne``) of a GGUF file; no tensor data."""
+    with open(path, "rb") as fh:
+        r = _Reader(fh, str(path))
+        header = _read_header(r)
+        for _ in range(header.kv_count):
+            r.skip_string()
+            vtype = r.value_type()
+            if vtype is GGUFValueType.ARRAY:
+                r.array(0)
+            elif vtype is GGUFValueType.STRING:
+                r.skip_string()
+            else:
+                r.read(struct.calcsize(_SCALAR_FMT[vtype]))
+        out: dict[str, tuple[int, ...]] = {}
+        for _ in range(header.tensor_count):
+            name = r.string()
+            n_dims = r.unpack("<I")
+            if n_dims > 8:
+                raise GGUFError(f"{path}: tensor {name!r} has {n_dims} dimensions")
+            out[name] = tuple(r.unpack("<Q") for _ in range(n_dims))
+            r.read(12)  # ggml type (u32) and data offset (u64)
         return out

@@ -20,7 +20,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -31,6 +31,7 @@ __all__ = [
     "SafetensorsError",
     "read_safetensors_header",
     "write_safetensors",
+    "write_safetensors_stream",
 ]
 
 # numpy dtype -> safetensors dtype string (BF16/F8 have no numpy dtype).
@@ -121,6 +122,45 @@ def write_safetensors(
         for name in order:
             # A flat uint8 view writes without copying (also for 0-d and empty tensors).
             fh.write(prepared[name][1].reshape(-1).view(np.uint8).data)
+    return path
+
+
+def write_safetensors_stream(
+    path: str | os.PathLike[str],
+    tensors: Iterable[tuple[str, np.dtype, tuple[int, ...]]],
+    produce: Callable[[str, np.dtype, tuple[int, ...]], np.ndarray],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a safetensors file whose tensors are made one at a time by ``produce(name, dtype, shape)``.
+
+    For multi-gigabyte files (full-size checkpoints): only one tensor is in memory at once. The layout is the
+    same as ``write_safetensors`` (bigger elements first, then by name), and the write is atomic.
+    """
+    path = Path(path)
+    specs = {name: (np.dtype(dtype), tuple(int(d) for d in shape)) for name, dtype, shape in tensors}
+    order = sorted(specs, key=lambda n: (-specs[n][0].itemsize, n))
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for name in order:
+        dtype, shape = specs[name]
+        if dtype not in DTYPE_NAMES:
+            raise SafetensorsError(f"tensor {name!r}: unsupported dtype {dtype}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        header[name] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    with atomic_file(path) as fh:
+        fh.write(struct.pack("<Q", len(header_bytes)))
+        fh.write(header_bytes)
+        for name in order:
+            dtype, shape = specs[name]
+            arr = np.asarray(produce(name, dtype, shape))
+            if arr.shape != shape or arr.dtype != dtype:
+                raise SafetensorsError(f"tensor {name!r}: made {arr.dtype}{arr.shape}, declared {dtype}{shape}")
+            fh.write(arr.astype(dtype.newbyteorder("<"), copy=False).reshape(-1).view(np.uint8).data)
     return path
 
 
