@@ -60,6 +60,12 @@ BENCHMARKS: list[tuple[str, list[str], list[str], list[Figure]]] = [
         Figure("launch to first usable frame (100k rows)", "tui_first_frame_s", "s", "< 1 s"),
         Figure("history grid: next page (100k rows)", "history_next_page_ms", "ms", "< 100 ms"),
     ]),
+    ("model_families.py", [], [], [
+        Figure("full-size SD1.5 checkpoint: load", "sd15_load_s", "s"),
+        Figure("full-size SD1.5: first 64x64 job (2 steps, cfg 7)", "sd15_first_job_s", "s"),
+        Figure("SD1.5 model hash after a restart vs first hash", "sd15_hash_cached_s", "s", "", "sd15_hash_s"),
+        Figure("demo FLUX.2-klein set: load", "flux2demo_load_s", "s"),
+    ]),
 ]
 
 

@@ -153,7 +153,9 @@ def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_mo
         raise ParamError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
     if "\0" in prompt:
         raise ParamError("the prompt contains a NUL character")
-    width, height = check_size(pick("width"), pick("height"))
+    init, mask = request.get("init_image"), request.get("mask_image")
+    init_size = _init_size(init, preset_params, request)
+    width, height = check_size(*(init_size or (pick("width"), pick("height"))))
     steps = _rule("steps", pick("steps"))
     cfg = float(_rule("cfg", pick("cfg")))
     guidance: float | None = float(_rule("guidance", pick("guidance")))
@@ -188,7 +190,6 @@ def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_mo
         "family": entry.family,
         "vae_tiling": bool(request.get("vae_tiling", (entry.sidecar.flags.get("vae_tiling") if entry.sidecar else False))),
     }
-    init, mask = request.get("init_image"), request.get("mask_image")
     if mask and not init:
         raise ParamError("a mask needs an init image (--init) to paint into")
     if init:
@@ -218,6 +219,20 @@ def build_generate_payload(request: dict[str, Any], catalog: Catalog, default_mo
     if preset.get("id"):
         payload["preset_id"] = preset["id"]
     return payload
+
+
+def _init_size(init: Any, preset_params: dict[str, Any], request: dict[str, Any]) -> tuple[int, int] | None:
+    """An init image's own size when no size was asked for, so the result lines up with it pixel for pixel."""
+    if not init or any(src.get(k) is not None for src in (request, preset_params) for k in ("width", "height")):
+        return None
+    try:
+        with Image.open(Path(init).expanduser()) as im:
+            w, h = im.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None  # check_image reports it below
+    if w % 8 or h % 8 or not (64 <= w <= 4096 and 64 <= h <= 4096):
+        return None  # not a size ddtui samples at: the defaults apply and the init image is resized
+    return w, h
 
 
 def check_hires(hires: dict[str, Any], catalog: Catalog) -> dict[str, Any]:

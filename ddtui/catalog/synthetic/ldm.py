@@ -25,7 +25,7 @@ import numpy as np
 from .safetensors import write_safetensors_stream
 
 __all__ = ["SD15_PARAMS", "SDXL_PARAMS", "sd15_tensors", "sdxl_tensors", "write_sd15_checkpoint",
-           "write_sdxl_checkpoint"]
+           "write_sd_vae", "write_sdxl_checkpoint"]
 
 # (name, shape, init): init is a gain for a weight (std gain/sqrt(fan_in)), "one" or "zero"
 Spec = tuple[str, tuple[int, ...], "float | str"]
@@ -275,3 +275,10 @@ def write_sd15_checkpoint(path: str | os.PathLike[str], seed: int = 0) -> Path:
 def write_sdxl_checkpoint(path: str | os.PathLike[str], seed: int = 0) -> Path:
     """A full SDXL base single-file checkpoint (UNet, autoencoder, CLIP-L and OpenCLIP bigG), F16, ~6.9 GB."""
     return _write(path, sdxl_tensors(), seed, "sdxl-checkpoint", {"architecture": "sdxl"})
+
+
+def write_sd_vae(path: str | os.PathLike[str], seed: int = 0) -> Path:
+    """A standalone KL-f8 autoencoder (`encoder.*`, `decoder.*`), the kind a sidecar's `vae` names; ~168 MB."""
+    prefix = "first_stage_model."
+    specs = [(name[len(prefix):], shape, init) for name, shape, init in _vae()]
+    return _write(path, specs, seed, "sd-vae", {"architecture": "kl-f8"})
