@@ -151,7 +151,8 @@ def composite_inpaint(original: Image.Image, generated: Image.Image, mask: Image
     if m.size != original.size:
         m = m.resize(original.size, Image.BILINEAR)
     hard = np.asarray(m)
-    soft = np.asarray(m.filter(ImageFilter.GaussianBlur(blur))) if blur > 0 else hard
+    # sigma = blur / 2: the blend reaches the generated image about `blur` pixels inside the mask's edge
+    soft = np.asarray(m.filter(ImageFilter.GaussianBlur(blur / 2))) if blur > 0 else hard
     alpha = (np.minimum(hard, soft).astype(np.float32) / 255.0)[..., None]
     blended = np.rint(orig + (gen.astype(np.float32) - orig) * alpha).clip(0, 255).astype(np.uint8)
     out = np.where(alpha > 0, blended, orig)
