@@ -1,10 +1,11 @@
-"""A full-size SD1.5 checkpoint (random weights, LDM names) through the real service, worker and CLI.
+"""Full-size SD1.5 and SDXL checkpoints (random weights, LDM names) through the real service, worker and CLI.
 
 Covers what a user bringing a real checkpoint meets: no sidecar at all, DiffusionDesk's flat sidecar, the
 family read from the tensors (defaults, no "Guidance" in the metadata), a size that is not a multiple of 64
 (SD1.x samples at multiples of 64), img2img and inpainting that line up with the init image pixel for pixel,
 the unmasked area kept byte for byte, a re-run that reproduces the pixels, and the model hashed once across
-service restarts. The 2.1 GB checkpoint is written once into a cache folder and reused by later runs.
+service restarts; then SDXL at a non-aligned size. The checkpoints (2.1 GB and 6.9 GB) are written once into a
+cache folder (`DDTUI_TEST_CACHE`, else ~/.cache/ddtui-tests) and reused by later runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -19,7 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ddtui.catalog.synthetic.ldm import SD15_PARAMS, write_sd15_checkpoint, write_sd_vae
+from ddtui.catalog.synthetic.ldm import (
+    SD15_PARAMS,
+    SDXL_PARAMS,
+    write_sd15_checkpoint,
+    write_sd_vae,
+    write_sdxl_checkpoint,
+)
 from tests.conftest import Service, ddtui, make_home
 
 pytest.importorskip("stable_diffusion_cpp")
@@ -175,3 +183,35 @@ def test_model_hash_is_computed_once_across_restarts(sd15_home, service):
     assert db.execute("SELECT sha256, hashed FROM model_file WHERE path = 'stable-diffusion/sd15.safetensors'"
                       ).fetchone() == row
     db.close()
+
+
+@pytest.fixture(scope="module")
+def sdxl_home(tmp_path_factory) -> Path:
+    models = _cache_dir() / f"sdxl-models-{GENERATOR}"
+    checkpoint = models / "stable-diffusion" / "sdxl.safetensors"
+    if not checkpoint.is_file() and shutil.disk_usage(_cache_dir()).free < 15 << 30:
+        pytest.skip("a full-size SDXL checkpoint needs 7 GB of disk (and 15 GB free to write it)")
+    for folder in ("stable-diffusion", "vae", "text-encoder", "lora", "esrgan", "llm"):
+        (models / folder).mkdir(parents=True, exist_ok=True)
+    cached(checkpoint, write_sdxl_checkpoint, SDXL_PARAMS * 2)
+    root = tmp_path_factory.mktemp("sdxl")
+    return make_home(root / "home", models, sd={"default_model": "stable-diffusion/sdxl.safetensors"},
+                     workers={"local_llm": False}, queue={"auto_tag": False})
+
+
+def test_sdxl_checkpoint_without_sidecar(sdxl_home):
+    """SDXL (two text encoders, 2.6 billion UNet weights) at a size that is not a multiple of 64."""
+    listed = {m["path"]: m for m in json.loads(ddtui(sdxl_home, "models", "list", "--json").stdout)["models"]}
+    assert listed["stable-diffusion/sdxl.safetensors"]["family"] == "sdxl"
+    svc = Service(sdxl_home).start()
+    try:
+        _, path, stderr = generate(sdxl_home, "a red fox", "--size", "72x64", "--seed", "2", *FAST)
+    finally:
+        svc.stop()
+    assert "hashing model stable-diffusion/sdxl.safetensors" in stderr
+    with Image.open(path) as im:
+        assert im.size == (72, 64)
+        doc = json.loads(im.info["ddtui"])
+    assert doc["params"]["family"] == "sdxl" and doc["params"]["guidance"] is None
+    log = worker_log(sdxl_home)
+    assert "sdxl, sizes aligned to 64" in log and "align generation request" not in log

@@ -231,3 +231,16 @@ def test_model_hash_is_computed_once_and_survives_a_restart(tmp_path):
     with db_session:
         assert db.ModelFile.select().count() == 1
     db.disconnect()
+
+
+def test_ckpt_tensor_names_come_from_the_pickle_without_running_it(tmp_path):
+    import pickle
+    import zipfile
+
+    names = {"model.diffusion_model.input_blocks.0.0.weight": 1, "model.diffusion_model.middle_block.1.norm.weight": 2,
+             "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": 3}
+    path = tmp_path / "old.ckpt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps({"state_dict": names}, protocol=2))
+    info = detect(path)
+    assert (info.family, info.variant, info.components) == ("sd1", "SD 1.x", "checkpoint")
