@@ -45,6 +45,10 @@ BENCHMARKS: list[tuple[str, list[str], list[str], list[Figure]]] = [
         Figure("second job on the same model (no reload) vs first", "second_job_s", "s", "", "first_job_s"),
         Figure("worker heartbeat round trip during a job", "heartbeat_busy_ms", "ms"),
     ]),
+    ("parallel.py", [], ["--rounds", "2"], [
+        Figure("SD batch and LLM chat side by side vs one after the other", "together_s", "s", "ratio < 1",
+               "one_after_other_s"),
+    ]),
     ("queue_throughput.py", [], ["--jobs", "100"], [
         Figure("queue dispatch, trivial jobs", "queue_jobs_per_s", "jobs/s", "", "queue_direct_per_s"),
         Figure("recording 64x64 images (atomic + row)", "record_images_per_s", "img/s", "", "record_plain_per_s"),

@@ -137,12 +137,14 @@ def test_output_disk_fills_up(tmp_path, demo_models, small_disk):
         svc.stop()
 
 
-def hold_lock(db_path: Path, seconds: float, ready: threading.Event) -> None:
+def hold_lock(db_path: Path, ready: threading.Event, release: threading.Event, at_least: float) -> None:
     conn = sqlite3.connect(str(db_path), isolation_level=None, timeout=30)
     conn.execute("BEGIN EXCLUSIVE")
     conn.execute("UPDATE setting SET value = value")  # a write: the lock is real
+    taken = time.monotonic()
     ready.set()
-    time.sleep(seconds)
+    release.wait()  # until the test has seen a write refused, however long that took
+    time.sleep(max(0.0, at_least - (time.monotonic() - taken)))  # the fault lasts at least this long
     conn.execute("COMMIT")
     conn.close()
 
@@ -153,14 +155,18 @@ def test_database_held_locked_by_another_process(tmp_path, demo_models):
     try:
         ids = submit(home, 2, 4)
         wait_for(lambda: len(history(home)) >= 1, timeout=120)
-        ready = threading.Event()
-        locker = threading.Thread(target=hold_lock, args=(home / "history.db", 12.0, ready))
+        ready, release = threading.Event(), threading.Event()
+        locker = threading.Thread(target=hold_lock, args=(home / "history.db", ready, release, 12.0))
         locker.start()
-        ready.wait(10)
-        # A command that writes while the lock is held says so clearly and changes nothing.
-        r = ddtui(home, "history", "rate", "1", "5")
+        try:
+            while not ready.wait(0.1):
+                assert locker.is_alive(), "the lock could not be taken"
+            # A command that writes while the lock is held says so clearly and changes nothing.
+            r = ddtui(home, "history", "rate", "1", "5")
+        finally:
+            release.set()
+            locker.join()
         assert r.returncode == 3 and "locked" in r.stderr, (r.returncode, r.stderr)
-        locker.join()
         wait_for(lambda: all(jobs(home)[i][1] == "done" for i in ids), timeout=300)
         assert sorted(h[1] for h in history(home)) == expected_seeds(2, 4)
         checked = check_invariants(home)

@@ -100,10 +100,10 @@ def test_idle_llm_is_unloaded_and_reloads_on_demand(tmp_path, demo_models):
     try:
         gid = [json.loads(line) for line in ddtui(home, "generate", "a fox", "--json").stdout.splitlines()
                if '"image"' in line][0]["generation_id"]
-        wait_for(lambda: history(home)[0][4], timeout=120)  # tagged: the LLM was loaded
+        wait_for(lambda: history(home)[0][4], timeout=60)  # tagged: the LLM was loaded
         llm = lambda: next(w for w in svc.status()["workers"] if w["kind"] == "llm")  # noqa: E731
         wait_for(lambda: llm()["loaded_model"] == "" and llm()["state"] == "idle" and llm()["restarts"] >= 1,
-                 timeout=90)
+                 timeout=30)
         assert llm()["last_error"] == "" and llm()["crashes"] == 0  # on purpose, not a crash
         r = ddtui(home, "tag", str(gid), "--wait")
         assert r.returncode == 0 and r.stdout.startswith(f"#{gid}:")

@@ -44,6 +44,33 @@ async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 30
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or condition}")
 
 
+async def palette_offers(pilot: Any, query: str, expect: str, timeout: float = 30.0) -> None:
+    """Type `query` into the command palette (once it is open) and wait until its search for the whole query is done
+    and the highlighted command (the one Enter runs) is the one whose text contains `expect`."""
+    from textual.command import CommandList, CommandPalette
+
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), timeout, "the palette")
+    palette = pilot.app.screen
+    await pilot.press(*query)
+
+    def settled() -> bool:
+        searching = any(w.group == CommandPalette._GATHER_COMMANDS_GROUP and not w.is_finished
+                        for w in pilot.app.workers)
+        commands = palette.query_one(CommandList)
+        if searching or commands.highlighted is None:
+            return False
+        hit = getattr(commands.get_option_at_index(commands.highlighted), "hit", None)
+        return hit is not None and expect.lower() in str(hit.text).lower()
+
+    await wait_for(pilot, settled, timeout, f"the palette to offer {expect!r} for {query!r}")
+
+
+@pytest.fixture
+def offers() -> Callable[..., Any]:
+    """`await offers(pilot, query, expect)` (see `palette_offers`)."""
+    return palette_offers
+
+
 @pytest.fixture
 def wait() -> Callable[..., Any]:
     """`await wait(pilot, condition, timeout, what)` (see `wait_for`)."""

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from pony.orm import db_session
-from textual.command import CommandPalette
 
 from ddtui.tui.app import MissingScreen, read_theme_file
 from ddtui.tui.screens.errors import ErrorLogScreen
@@ -69,7 +68,7 @@ async def test_theme_switch_is_remembered_in_config(demo_home: Path, app_at, wai
         assert again.theme == "ddtui-light"
 
 
-async def test_theme_from_the_palette_and_a_user_theme_file(demo_home: Path, app_at, wait):
+async def test_theme_from_the_palette_and_a_user_theme_file(demo_home: Path, app_at, wait, offers):
     (demo_home / "themes").mkdir()
     (demo_home / "themes" / "mine.toml").write_text('name = "mine"\nprimary = "#ff8800"\ndark = true\n')
     (demo_home / "themes" / "broken.toml").write_text('name = "broken"\nprimary = "not a colour"\n')
@@ -78,9 +77,7 @@ async def test_theme_from_the_palette_and_a_user_theme_file(demo_home: Path, app
         assert "mine" in app.available_themes
         assert any("broken.toml" in e.detail for e in app.error_log)  # reported, not fatal
         await pilot.press("ctrl+p")
-        await wait(pilot, lambda: isinstance(app.screen, CommandPalette), 5, "the palette")
-        await pilot.press(*"theme: mine")
-        await pilot.pause(0.5)
+        await offers(pilot, "theme: mine", "mine")
         await pilot.press("enter")
         await wait(pilot, lambda: app.theme == "mine", 5, "the theme")
         await wait(pilot, lambda: json.loads((demo_home / "config.json").read_text())["ui"]["theme"] == "mine",
@@ -114,24 +111,20 @@ async def test_key_remap_from_config_changes_a_binding(demo_home: Path, app_at, 
             app.screen.key_rows()
 
 
-async def test_command_palette_finds_a_screen(app_on, wait):
+async def test_command_palette_finds_a_screen(app_on, wait, offers):
     app = app_on()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p")
-        await wait(pilot, lambda: isinstance(app.screen, CommandPalette), 5, "the palette")
-        await pilot.press(*"go to vram")
-        await pilot.pause(0.5)
+        await offers(pilot, "go to vram", "vram")
         await pilot.press("enter")
         await wait(pilot, lambda: isinstance(app.screen, VramScreen), 5, "the VRAM screen")
 
 
-async def test_command_palette_reaches_a_screen_action(app_on, wait):
+async def test_command_palette_reaches_a_screen_action(app_on, wait, offers):
     app = app_on()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p")
-        await wait(pilot, lambda: isinstance(app.screen, CommandPalette), 5, "the palette")
-        await pilot.press(*"queue: finished jobs")
-        await pilot.pause(0.5)
+        await offers(pilot, "queue: finished jobs", "finished jobs")
         await pilot.press("enter")
         await wait(pilot, lambda: isinstance(app.screen, QueueScreen) and app.screen.show_all, 5,
                        "the queue showing finished jobs")

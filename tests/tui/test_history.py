@@ -533,14 +533,13 @@ def test_palette_reaches_every_key() -> None:
     assert HistoryScreen.COMMANDS == {ScreenPaletteCommands}
 
 
-async def test_palette_runs_a_screen_action(home: Path) -> None:
+async def test_palette_runs_a_screen_action(home: Path, offers: Any) -> None:
     app = HostApp(home)
     record(app, 30)
     async with app.run_test(size=SIZE) as pilot:
         screen = await started(pilot)
         await pilot.press("ctrl+p")
-        await pilot.press(*"last image")
-        await pilot.pause(0.5)
+        await offers(pilot, "last image", "last image")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.grid.cursor == 29, what="the palette's 'last image'")
 

@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 from pony.orm import db_session
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, OptionList
 
+from ddtui.tui.screens.errors import ErrorLogScreen
 from ddtui.tui.screens.queue import QueueScreen
 from ddtui.tui.screens.settings import SettingsScreen, error_id, field_id
 from ddtui.tui.screens.vram import SystemProbe, VramScreen
@@ -168,7 +169,20 @@ async def test_a_worker_crash_is_an_alert_with_details(service, app_at, wait):
                    "the restart alert")
         assert any(n.title == "Worker sd-local restarted" for n in app._notifications)  # where the user looks
         await pilot.press("e")
-        assert "sd-local restarted" in str(app.screen.query_one("#error-title").render())
+        log_screen = app.screen
+        assert isinstance(log_screen, ErrorLogScreen)
+
+        def alert_shown() -> bool:
+            # newest first; another error may have come in after the alert (the list refills): pick the alert
+            index = [e.title for e in reversed(app.error_log)].index("Worker sd-local restarted")
+            options = log_screen.query_one("#error-list", OptionList)
+            if options.highlighted != index:
+                options.highlighted = index
+                return False
+            return ("sd-local restarted" in str(log_screen.query_one("#error-title").render())
+                    and "killed by SIGKILL" in str(log_screen.query_one("#error-detail").render()))
+
+        await wait(pilot, alert_shown, 10, "the alert's detail")
 
 
 async def test_a_failed_job_is_notified_and_shown_failed(service, app_at, wait):
