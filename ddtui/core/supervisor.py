@@ -246,7 +246,10 @@ class Supervisor:
                 slot.last_error = reason
             await self._end(slot)
             if slot.job_id is not None:
-                await self.on_lost(slot, reason)
+                try:
+                    await self.on_lost(slot, reason)
+                except Exception:  # noqa: BLE001 - the job's fate is the dispatcher's; the worker still restarts
+                    log.exception("telling job %s that worker %s was lost failed", slot.job_id, slot.name)
             slot.job_id = None
             slot.restart_count += 1
             if crash:
@@ -279,19 +282,26 @@ class Supervisor:
         """One slot, forever: start it when it needs starting, restart it the moment its process ends, and
         heartbeat it (a hung or remote worker is noticed when it stops answering)."""
         while not self._closing:
-            if slot.state == "restarting":
-                if not await self._start_slot(slot):
-                    await asyncio.sleep(self.heartbeat_interval)  # a pause between failed starts
-                continue
-            exit_task = slot.exit
-            if exit_task is not None:
-                await asyncio.wait({exit_task}, timeout=self.heartbeat_interval)
-            else:
+            try:
+                await self._watch_once(slot)
+            except Exception:  # noqa: BLE001 - the watch must outlive a failing loss handler
+                log.exception("watching worker %s failed", slot.name)
                 await asyncio.sleep(self.heartbeat_interval)
-            if exit_task is not None and exit_task.done() and slot.exit is exit_task:
-                await self._exited(slot, exit_task)
-            elif slot.state in ("idle", "busy") and slot.client is not None:
-                await self._heartbeat(slot)
+
+    async def _watch_once(self, slot: WorkerSlot) -> None:
+        if slot.state == "restarting":
+            if not await self._start_slot(slot):
+                await asyncio.sleep(self.heartbeat_interval)  # a pause between failed starts
+            return
+        exit_task = slot.exit
+        if exit_task is not None:
+            await asyncio.wait({exit_task}, timeout=self.heartbeat_interval)
+        else:
+            await asyncio.sleep(self.heartbeat_interval)
+        if exit_task is not None and exit_task.done() and slot.exit is exit_task:
+            await self._exited(slot, exit_task)
+        elif slot.state in ("idle", "busy") and slot.client is not None:
+            await self._heartbeat(slot)
 
     async def _exited(self, slot: WorkerSlot, exit_task: asyncio.Task[int]) -> None:
         process, client = slot.process, slot.client
