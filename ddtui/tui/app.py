@@ -1,28 +1,7 @@
 """The ddtui app shell: main screens as modes, the link to the core service, themes, keys and the error log.
 
-App API for every screen (the history, presets and styles screens included):
-
-- `app.home` (`ddtui.config.Home`), `app.cfg` (`ddtui.config.Config`; replaced when settings are saved).
-- `app.db`: a Pony `Database` on the home's history.db, opened in the app process. Call it from thread
-  workers inside `db_session` (`@work(group=..., thread=True, exit_on_error=False)`).
-- `app.client`: a connected `CoreClient`, or None while the service is unreachable
-  (`app.service_reason` then says why).
-- `await app.submit(kind, params, priority=0, group="") -> dict`: queue a job (generate, upscale, tag,
-  chat) and return the job as a dict (`id`, `state`, `payload`, ...). Raises `ServiceUnavailable` when no
-  service answers and `RequestFailed` when the service refuses the request (its message says why).
-- `app.catalog(refresh=False) -> Catalog`: the model catalog, scanned once and cached (scan in a thread).
-- `app.image_protocol`: "kitty", "sixel", "halfcell" or "none"; `ImageView` (widgets/image.py) uses it.
-- `app.notify_error(title, detail)`: a notification where the user is looking; the detail goes to the error
-  log, one key (`e`) away.
-- `app.open_in_generate(params)`: fill the generate form from a history item's params and show it;
-  `{"insert": text}` inserts the text at the prompt's cursor instead, and only the keys given are changed.
-- `app.send_to(kind, generation_id)`: kind "img2img" (init image of the generate form), "inpaint" (the mask
-  editor), "explore" (a 3x3 exploration grid around it) or "upscale" (queues an upscale job; asks which
-  ESRGAN model when there are several and remembers the choice).
-- `app.current_prompt`: the generate screen's prompt as typed ("" before that screen exists).
-- `app.show_in_history(generation_id)`: the History screen with its cursor on that image.
-- `app.worker_failed(worker)`: the one place a failed `@work` is reported; screens call it from their
-  `on_worker_state_changed` (or mix in `ReportsWorkerErrors`).
+Screens reach the app through the typed `Host` API (`ddtui/tui/host.py`, which documents it); this class
+implements it. Screens share their pieces through `ddtui/tui/screens/base.py` and never import this module.
 
 Core events reach every main screen as the messages of `ddtui.tui.messages` (`JobEvent`, `JobProgress`,
 `JobPreview`, `ServiceState`, `CoreStatus`, `SettingsChanged`): handle `on_job_event` etc. in a screen.
@@ -34,25 +13,23 @@ explore) are modes too, without a number key: they keep their state while the us
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import tomllib
 import traceback
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pony.orm import Database, db_session
 from rich.markup import escape
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.content import Content
 from textual.screen import ModalScreen, Screen
+from textual.notifications import SeverityLevel
 from textual.theme import Theme
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from themes import THEMES_DIR
@@ -62,7 +39,8 @@ from ..config import Config, Home
 from ..core.client import CoreClient, RequestFailed, ServiceUnavailable
 from ..db.schema import open_database
 from .commands import DdtuiCommands
-from .keys import ALL_SCREENS, SCREENS, TOOL_SCREENS, bindings_for, display_key, keymap_from_config
+from .host import ErrorEntry, Host, ServiceLink
+from .keys import ALL_SCREENS, bindings_for, keymap_from_config
 from .messages import (
     CoreStatus,
     ErrorLogged,
@@ -72,6 +50,10 @@ from .messages import (
     ServiceState,
     SettingsChanged,
 )
+from .screens.base import SCREEN_CLASSES, MissingScreen, ScreenNav, screen_class
+
+if TYPE_CHECKING:
+    from .screens.generate import GenerateScreen
 
 log = logging.getLogger("ddtui.tui")
 
@@ -80,35 +62,8 @@ DEFAULT_THEME = "ddtui-dark"
 STATUS_EVERY_S = 2.0
 STATUS_TIMEOUT_S = 3.0
 
-# Mode name -> (module, class) of each main screen; imported when first shown.
-SCREEN_CLASSES: dict[str, tuple[str, str]] = {
-    "generate": ("ddtui.tui.screens.generate", "GenerateScreen"),
-    "history": ("ddtui.tui.screens.history", "HistoryScreen"),
-    "queue": ("ddtui.tui.screens.queue", "QueueScreen"),
-    "presets": ("ddtui.tui.screens.presets", "PresetsScreen"),
-    "styles": ("ddtui.tui.screens.styles", "StylesScreen"),
-    "vram": ("ddtui.tui.screens.vram", "VramScreen"),
-    "settings": ("ddtui.tui.screens.settings", "SettingsScreen"),
-    "inpaint": ("ddtui.tui.screens.inpaint", "InpaintScreen"),
-    "explore": ("ddtui.tui.screens.explore", "ExploreScreen"),
-}
-SCREEN_TITLES = dict(ALL_SCREENS)
 UPSCALER_SETTING = "tui.upscaler"
 SEND_KINDS = ("img2img", "inpaint", "upscale", "explore")
-
-
-def screen_class(mode: str) -> tuple[type[Screen] | None, str]:
-    """The class of a main screen, or None with the reason it cannot be loaded."""
-    module_name, class_name = SCREEN_CLASSES[mode]
-    try:
-        module = importlib.import_module(module_name)
-        return getattr(module, class_name), ""
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None, f"{module_name} is not part of this build yet"
-        return None, f"{module_name}: {exc}"
-    except Exception as exc:  # noqa: BLE001 - one broken screen must not stop the others
-        return None, f"{module_name}: {type(exc).__name__}: {exc}"
 
 
 # ------------------------------------------------------------------ themes
@@ -164,79 +119,7 @@ def load_themes(home: Home) -> tuple[list[tuple[Theme, Path]], list[str]]:
     return themes, problems
 
 
-# ------------------------------------------------------------------ pieces shared by screens
-
-
-@dataclass
-class ErrorEntry:
-    when: datetime
-    title: str
-    detail: str
-
-
-class ReportsWorkerErrors:
-    """Mix into a Screen: its failed workers are reported by the app (the one place that shows them)."""
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:
-            self.app.worker_failed(event.worker)  # type: ignore[attr-defined]
-
-
-class ScreenNav(Static):
-    """The row of main screens under the header, this screen highlighted; each with its number key."""
-
-    DEFAULT_CSS = """
-    ScreenNav {
-        height: 1;
-        width: 1fr;
-        background: $panel;
-        color: $text-muted;
-    }
-    """
-
-    def on_mount(self) -> None:
-        self.update(self._line())
-
-    def _line(self) -> Content:
-        mine = next((m for m, s in getattr(self.app, "main_screens", {}).items() if s is self.screen), "")
-        keymap = getattr(self.app, "_keymap", {}) or {}
-        parts: list[Content | str] = []
-        for n, (mode, title) in enumerate(SCREENS, start=1):
-            key = display_key(keymap.get(f"screen.{mode}", str(n)))
-            label = f" {key} {title} "
-            parts.append(Content.styled(label, "reverse bold" if mode == mine else ""))
-        if mine in dict(TOOL_SCREENS):
-            parts.append(Content.styled(f" {SCREEN_TITLES[mine]} ", "reverse bold"))
-        parts.append(Content.styled("  F1 help · ^p commands", "dim"))
-        return Content.assemble(*parts)
-
-
-class MissingScreen(Screen):
-    """Stands in for a main screen whose module is not installed (yet)."""
-
-    def __init__(self, mode: str, reason: str) -> None:
-        super().__init__(name=mode)
-        self.title = SCREEN_TITLES.get(mode, mode)
-        self._reason = reason
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield ScreenNav()
-        yield Static(f"The {SCREEN_TITLES.get(self.name or '', self.name)} screen is not available.\n\n"
-                     f"{self._reason}", id="missing")
-        yield Footer()
-
-
-@dataclass
-class ServiceLink:
-    connected: bool = False
-    reason: str = "not connected yet"
-    status: dict[str, Any] = field(default_factory=dict)
-    restarts: dict[str, int] = field(default_factory=dict)
-    states: dict[str, str] = field(default_factory=dict)
-
-
-class DdtuiApp(ReportsWorkerErrors, App[None]):
+class DdtuiApp(Host):
     """The terminal interface of one ddtui home."""
 
     CSS_PATH = Path(__file__).parent / "app.tcss"
@@ -253,12 +136,10 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         self.cfg = cfg
         self.image_protocol = image_protocol
         self.image_note = image_note
-        self.db: Database = db if db is not None else open_database(home.db_file)
+        self.db = db if db is not None else open_database(home.db_file)
         self._own_db = db is None
-        self.client: CoreClient | None = None
+        self.client = None
         self.link = ServiceLink(reason=service_note or "not connected yet")
-        self.error_log: list[ErrorEntry] = []
-        self.main_screens: dict[str, Screen] = {}
         self._connect = connect
         self._catalog: Catalog | None = None
         self.unknown_key_ids: list[str] = []
@@ -268,11 +149,7 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         self._setup_themes()
         self._apply_keymap()
 
-    # ------------------------------------------------------------------ API for screens
-
-    @property
-    def service_reason(self) -> str:
-        return "" if self.link.connected else self.link.reason
+    # ------------------------------------------------------------------ the Host API (see host.py)
 
     async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "") -> dict[str, Any]:
         if self.client is None:
@@ -298,15 +175,19 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
             self._catalog = Catalog.scan(self.cfg.model_dir)
         return self._catalog
 
-    def notify_error(self, title: str, detail: str = "", severity: str = "error") -> None:
+    def notify_error(self, title: str, detail: str = "", severity: SeverityLevel = "error") -> None:
         entry = ErrorEntry(datetime.now(), title, detail or title)
         self.error_log.append(entry)
         del self.error_log[:-200]
         key = self.key_label("app.errors")
         first = escape(detail.splitlines()[0][:160]) if detail else ""
-        self.notify(f"{first}\n[dim]{key}: details[/]".strip(), title=escape(title), severity=severity,  # type: ignore[arg-type]
+        self.notify(f"{first}\n[dim]{key}: details[/]".strip(), title=escape(title), severity=severity,
                     timeout=10 if severity == "error" else 6)
         self.post_message(ErrorLogged(title, entry.detail))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.worker_failed(event.worker)
 
     def worker_failed(self, worker: Worker) -> None:
         error = worker.error
@@ -315,16 +196,24 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         self.notify_error(f"{(worker.group or worker.name or 'task').replace('-', ' ')} failed",
                           f"{short}\n\n{detail}")
 
+    def _generate_screen(self) -> GenerateScreen | None:
+        """The Generate screen once it exists and is not a stand-in."""
+        from .screens.generate import GenerateScreen
+
+        screen = self.main_screens.get("generate")
+        return screen if isinstance(screen, GenerateScreen) else None
+
     def open_in_generate(self, params: dict[str, Any]) -> None:
         self.show_main("generate")
-        self.main_screens["generate"].load_params(params)  # type: ignore[attr-defined]
+        if (generate := self._generate_screen()) is not None:
+            generate.load_params(params)
 
     @property
     def current_prompt(self) -> str:
-        generate = self.main_screens.get("generate")
+        generate = self._generate_screen()
         if generate is None or not generate.is_mounted:
             return ""
-        return generate.prompt_text()  # type: ignore[attr-defined]
+        return generate.form.prompt_text()
 
     def show_in_history(self, generation_id: int) -> None:
         self.show_main("history")
@@ -364,6 +253,16 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
     def action_show_screen(self, mode: str) -> None:
         self.show_main(mode)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":
+            return isinstance(self.screen.focused, (Input, TextArea))
+        return True
+
+    def action_leave_field(self) -> None:
+        """Esc in a text field: the field lets go of the keys, so screen and single-letter keys work again.
+        (A screen with its own Esc key, or a dialog, handles Esc first.)"""
+        self.screen.set_focus(None)
+
     def action_help(self) -> None:
         from .screens.help import HelpScreen
 
@@ -383,13 +282,6 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         for command in super().get_system_commands(screen):
             if command.title != "Quit":  # ours is in the ddtui provider, with its key
                 yield command
-
-    def key_label(self, binding_id: str) -> str:
-        """The key that does `binding_id` now (remaps applied), as a person reads it: ^g, F1, e."""
-        from .keys import BY_ID
-
-        spec = BY_ID.get(binding_id)
-        return display_key(self._keymap.get(binding_id, spec.key if spec else binding_id))
 
     # ------------------------------------------------------------------ keys
 
@@ -461,11 +353,11 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
 
     async def action_quit(self) -> None:
         """Quit the interface; the service keeps running queued work."""
-        generate = self.main_screens.get("generate")
+        generate = self._generate_screen()
         # Only a form that finished loading is saved: an early quit must not overwrite the saved one.
-        if generate is not None and generate.is_mounted and getattr(generate, "form_loaded", False):
+        if generate is not None and generate.is_mounted and generate.form_loaded:
             try:
-                await asyncio.to_thread(generate.save_form, generate.form_for_saving())  # type: ignore[attr-defined]
+                await asyncio.to_thread(generate.save_form, generate.form.saved())
             except Exception:  # noqa: BLE001 - the app is closing; a lost form is not worth a traceback
                 log.exception("could not save the generate form")
         self.exit()
@@ -574,14 +466,18 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
         for worker in status.get("workers", []):
             name = worker.get("name", "?")
             restarts = int(worker.get("restarts", 0) or 0)
+            # Crashes are counted apart from deliberate restarts (cancel now, unloading an idle LLM), which are
+            # no news; a core that does not count them yet only has its restarts.
+            crashes = int(worker["crashes"] or 0) if "crashes" in worker else restarts
             state = worker.get("state", "")
-            before = self.link.restarts.get(name)
+            before = self.link.crashes.get(name)
             error = worker.get("last_error", "") or ""
-            if before is not None and restarts > before and "cancelled at once" not in error:
+            if before is not None and crashes > before and "cancelled at once" not in error:
                 self.notify_error(f"Worker {name} restarted", error or "it stopped answering", severity="warning")
             if state == "failed" and self.link.states.get(name) != "failed":
                 self.notify_error(f"Worker {name} stopped", error or "too many crashes")
             self.link.restarts[name] = restarts
+            self.link.crashes[name] = crashes
             self.link.states[name] = state
         self._update_sub_title()
         self.post_message(CoreStatus(status))
@@ -649,7 +545,7 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
             self.check_key_ids()
             for screen in self.main_screens.values():
                 for nav in screen.query(ScreenNav):
-                    nav.update(nav._line())
+                    nav.refresh_line()
         if "ui.theme" in message.changed and self.cfg["ui"]["theme"] in self.available_themes:
             self.theme = self.cfg["ui"]["theme"]
         if any(key.startswith("paths.") for key in message.changed):
@@ -670,7 +566,8 @@ class DdtuiApp(ReportsWorkerErrors, App[None]):
 
     def _init_image_ready(self, kind: str, generation_id: int, path: Path, params: dict[str, Any]) -> None:
         self.show_main("generate")
-        self.main_screens["generate"].set_init_image(path, generation_id, params)  # type: ignore[attr-defined]
+        if (generate := self._generate_screen()) is not None:
+            generate.set_init_image(path, generation_id, params)
         self.notify(f"#{generation_id} is the init image (img2img).", title="Sent to Generate")
 
     @work(group="upscale", exit_on_error=False)
@@ -722,4 +619,4 @@ def build_app(home: Home, cfg: Config, **kwargs: Any) -> DdtuiApp:
     return DdtuiApp(home, cfg, **kwargs)
 
 
-__all__ = ["DdtuiApp", "ErrorEntry", "MissingScreen", "ReportsWorkerErrors", "ScreenNav", "build_app"]
+__all__ = ["DdtuiApp", "build_app"]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from .keys import ALL_SCREENS, KEYS, SCREENS, TOOL_SCREENS, display_key
-
-if TYPE_CHECKING:
-    from .app import DdtuiApp
+from .host import Host
+from .keys import EXPLAIN, KEYS, SCREENS, TOOL_SCREENS, display_key
+from .screens.base import every_screen_binding, screen_class
 
 
 @dataclass(frozen=True)
@@ -27,37 +26,13 @@ class Command:
     discover: bool = True
 
 
-def _bindings_of(cls: type | None) -> list[Binding]:
-    out = []
-    for b in getattr(cls, "BINDINGS", []) if cls else []:
-        if isinstance(b, Binding):
-            out.append(b)
-        elif isinstance(b, tuple) and len(b) >= 2:
-            out.append(Binding(*b))
-    return out
-
-
-def screen_actions(app: "DdtuiApp") -> Iterator[tuple[str, str, Binding]]:
-    """(mode, screen title, binding) for every action of every main and tool screen, once per action."""
-    from .app import screen_class
-
-    for mode, title in ALL_SCREENS:
-        cls, _ = screen_class(mode)
-        seen: set[str] = set()
-        for b in _bindings_of(cls):
-            if b.action in seen or not b.description:
-                continue
-            seen.add(b.action)
-            yield mode, title, b
-
-
-def key_of(app: "DdtuiApp", binding: Binding) -> str:
-    keymap = getattr(app, "_keymap", {}) or {}
+def key_of(app: Host, binding: Binding) -> str:
+    keymap = app._keymap or {}
     key = keymap.get(binding.id, binding.key) if binding.id else binding.key
     return display_key(key)
 
 
-def all_commands(app: "DdtuiApp") -> list[Command]:
+def all_commands(app: Host) -> list[Command]:
     commands: list[Command] = []
     app_keys = {spec.id: spec for spec in KEYS if spec.scope == "app"}
     for n, (mode, title) in enumerate(SCREENS, start=1):
@@ -72,12 +47,12 @@ def all_commands(app: "DdtuiApp") -> list[Command]:
     for spec in KEYS:
         if spec.scope == "app" and not spec.id.startswith("screen.") and spec.show:
             action = spec.action
-            commands.append(Command(spec.description, f"{_what(spec.id)} ({key_of(app, spec.binding())})",
-                                    partial(_run_app_action, app, action)))
+            commands.append(Command(spec.description, f"{EXPLAIN.get(spec.id, spec.description)} "
+                                    f"(key {key_of(app, spec.binding())})", partial(_run_app_action, app, action)))
     commands.append(Command("Theme picker", f"Choose a theme ({key_of(app, app_keys['app.theme'].binding())})",
                             app.search_themes))
-    for mode, title, b in screen_actions(app):
-        commands.append(Command(f"{title}: {b.description}", f"{b.action} on {title} ({key_of(app, b)})",
+    for mode, title, b, explain in _screen_actions():
+        commands.append(Command(f"{title}: {b.description}", f"{explain} (on {title}, key {key_of(app, b)})",
                                 partial(_run_screen_action, app, mode, b.action), discover=False))
     for name in sorted(app.available_themes):
         commands.append(Command(f"Theme: {name}", "Use this theme (remembered in ui.theme)",
@@ -87,16 +62,21 @@ def all_commands(app: "DdtuiApp") -> list[Command]:
     return commands
 
 
-def _what(binding_id: str) -> str:
-    return {"app.help": "Every key, and how images are drawn", "app.errors": "The error log with details",
-            "app.quit": "Quit the interface; the service keeps running queued work"}.get(binding_id, binding_id)
+def _screen_actions() -> Iterator[tuple[str, str, Binding, str]]:
+    """(mode, title, binding, what it does in words) for every keyed action of every screen."""
+    for mode, title, b in every_screen_binding():
+        cls = screen_class(mode)[0]
+        # A screen's own palette entry says it best ("History: reuse the parameters in Generate").
+        palette = {action: text for text, action, _help in getattr(cls, "PALETTE", [])}
+        explain = EXPLAIN.get(b.id or "") or palette.get(b.action, "").partition(": ")[2] or b.description
+        yield mode, title, b, explain[:1].upper() + explain[1:]
 
 
-async def _run_app_action(app: "DdtuiApp", action: str) -> None:
+async def _run_app_action(app: Host, action: str) -> None:
     await app.run_action(action)
 
 
-def _run_screen_action(app: "DdtuiApp", mode: str, action: str) -> None:
+def _run_screen_action(app: Host, mode: str, action: str) -> None:
     app.show_main(mode)
     screen = app.main_screens.get(mode)
     if screen is not None:
@@ -104,21 +84,26 @@ def _run_screen_action(app: "DdtuiApp", mode: str, action: str) -> None:
         app.call_after_refresh(app.run_action, action, screen)
 
 
-def _reconnect(app: "DdtuiApp") -> None:
+def _reconnect(app: Host) -> None:
     app.start_service()
 
 
 class DdtuiCommands(Provider):
     """Screens, actions and themes of ddtui."""
 
+    @property
+    def host(self) -> Host:
+        assert isinstance(self.app, Host)
+        return self.app
+
     async def discover(self) -> Hits:
-        for command in all_commands(self.app):  # type: ignore[arg-type]
+        for command in all_commands(self.host):
             if command.discover:
                 yield DiscoveryHit(command.title, command.callback, help=command.help)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for command in all_commands(self.app):  # type: ignore[arg-type]
+        for command in all_commands(self.host):
             score = max(matcher.match(command.title), matcher.match(command.help) * 0.5)
             if score > 0:
                 yield Hit(score, matcher.highlight(command.title), command.callback, help=command.help)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 # The main screens, in the order of their number keys; (mode name, title).
 SCREENS: tuple[tuple[str, str], ...] = (
@@ -65,6 +65,8 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("app.help", "f1", "help", "Help", "app", priority=True),
     KeySpec("app.help.question", "question_mark", "help", "Help", "app", show=False),
     KeySpec("app.errors", "e", "errors", "Errors", "app"),
+    # not priority: a dialog's or a screen's own Esc comes first
+    KeySpec("app.leave_field", "escape", "leave_field", "Leave the text field", "app", show=False),
     KeySpec("app.theme", "ctrl+t", "pick_theme", "Theme", "app", show=False),
     KeySpec("app.quit", "q", "quit", "Quit", "app"),
     KeySpec("app.quit.ctrl", "ctrl+q", "quit", "Quit", "app", show=False, priority=True),
@@ -160,8 +162,53 @@ KEYS: tuple[KeySpec, ...] = (
 
 BY_ID: dict[str, KeySpec] = {spec.id: spec for spec in KEYS}
 
+# What an action does, in a sentence, where its short description is not enough (the command palette shows it).
+EXPLAIN: dict[str, str] = {
+    "app.help": "Every key, and how images are drawn",
+    "app.errors": "The error log, with the whole message of every error",
+    "app.theme": "Choose a theme (remembered in ui.theme)",
+    "app.quit": "Quit the interface; the service keeps running queued work",
+    "app.leave_field": "Leave the text field, so single-letter keys work again",
+    "generate.submit": "Queue the form as a generate job",
+    "generate.cancel": "Stop this screen's job after the image being made",
+    "generate.prompt_prev": "Put an earlier prompt in the prompt field",
+    "generate.prompt_next": "Put a newer prompt in the prompt field",
+    "generate.lora": "Insert a LoRA tag (and its trigger words) at the cursor",
+    "generate.seed_lock": "Keep the seed across runs",
+    "generate.focus_prompt": "Move the cursor to the prompt",
+    "generate.clear_init": "Forget the init image (back to text to image)",
+    "generate.enhance": "Let the LLM write a richer prompt; you choose whether to use it",
+    "generate.extract_styles": "Let the LLM find reusable styles in the prompt and save the ones you choose",
+    "generate.paste_params": "Fill the form from a pasted parameters block (AUTOMATIC1111, Forge, sd.cpp)",
+    "generate.snippets": "Insert a snippet of the prompt library at the cursor",
+    "generate.explore": "A 3x3 grid of variations around the last result",
+    "generate.hires": "Turn the hires fix (a second, upscaled pass) on or off",
+    "generate.lora_up": "Raise the weight of the LoRA tag under the cursor",
+    "generate.lora_down": "Lower the weight of the LoRA tag under the cursor",
+    "inpaint.submit": "Queue the inpaint of the masked area",
+    "inpaint.invert": "Swap the painted and the unpainted areas",
+    "inpaint.load": "Use a mask from a file (white: repaint)",
+    "inpaint.back": "Back to the History screen",
+    "explore.promote": "Make the chosen cell the centre of a new grid",
+    "explore.again": "A new grid around the same image, with the locks as they are",
+    "explore.keep": "Mark the chosen cell's image as a favorite",
+    "explore.history": "Show the chosen cell's image in History",
+    "explore.generate": "Load the chosen cell's parameters into Generate",
+    "explore.cancel": "Stop the grid's jobs that have not finished",
+    "queue.cancel": "Cancel the selected job (a running batch stops after the current image)",
+    "queue.cancel_now": "Cancel the selected job at once (its worker restarts with the model)",
+    "queue.retry": "Queue a failed or cancelled job again",
+    "queue.priority_up": "Raise the selected job's priority",
+    "queue.priority_down": "Lower the selected job's priority",
+    "queue.pause": "Pause the queue (running jobs finish) or resume it",
+    "queue.show_all": "Show finished jobs too, or only the active ones",
+    "vram.refresh": "Read the memory figures now",
+    "settings.save": "Check every field and save config.json",
+    "settings.revert": "Put back what config.json holds",
+}
 
-def bindings_for(scope: str) -> list[Binding]:
+
+def bindings_for(scope: str) -> list[BindingType]:
     """The Textual bindings of one scope, for a class's `BINDINGS`."""
     return [spec.binding() for spec in KEYS if spec.scope == scope]
 

@@ -78,7 +78,7 @@ async def test_seed_grid_fills_in_promotes_and_stops(service, app_at, wait):
         generate = app.main_screens["generate"]
         await wait(pilot, lambda: isinstance(app.screen, GenerateScreen) and generate.form_loaded, 10, "Generate")
         await wait(pilot, lambda: generate.query_one("#prompt").text == "a blue lake", 5, "the cell's prompt")
-        assert generate.query_one("#seed").value == str(screen.cells[made].params["seed"]) and generate.seed_locked
+        assert generate.query_one("#seed").value == str(screen.cells[made].params["seed"]) and generate.form.seed_locked
 
 
 async def test_locks_and_keys_without_a_grid(demo_home, app_at, wait):

@@ -11,8 +11,10 @@ from pony.orm import db_session
 from textual.widgets import Input, Select, TextArea
 
 from ddtui.catalog.demo import IMAGE_MODEL
-from ddtui.tui.screens.generate import FORM_SETTING, GenerateScreen, LoraPicker, ResultThumb
+from ddtui.tui.screens.generate import FORM_SETTING, GenerateScreen
+from ddtui.tui.screens.prompt_tools import LoraPicker
 from ddtui.tui.widgets.progress import JobProgressBar
+from ddtui.tui.widgets.results import ResultThumb
 
 SIZE = (160, 48)
 
@@ -47,8 +49,13 @@ async def test_generate_from_the_keyboard_records_and_shows_the_image(service, a
         assert all(t.thumb.exists() for t in thumbs)
         assert progress.fraction == 1.0
         assert "finished: 2 image(s)" in str(screen.query_one("#gen-status").render())
-        # The seed that was used is shown, so locking it re-runs the same image.
-        assert screen.query_one("#seed", Input).value == str(rows[0].seed)
+        # Unlocked, the field empties after the run and shows the seed used; locking keeps that seed.
+        seed = screen.query_one("#seed", Input)
+        assert seed.value == "" and str(rows[0].seed) in seed.placeholder
+        assert screen.form.to_request()["seed"] == -1
+        await pilot.press("ctrl+r")
+        assert seed.value == str(rows[0].seed)
+        assert screen.form.to_request()["seed"] == rows[0].seed
 
 
 async def test_cancel_the_running_job_from_the_generate_screen(service, app_at, wait):
@@ -107,7 +114,7 @@ async def test_form_and_prompt_history_persist_and_walk(demo_home: Path, app_at,
         assert area.text == "second prompt"
         assert screen.query_one("#steps", Input).value == "3"
         assert screen.query_one("#sampler", Select).value == "heun"
-        assert screen.prompt_history[-2:] == ["first prompt", "second prompt"]
+        assert screen.form.prompt_history[-2:] == ["first prompt", "second prompt"]
         area.load_text("draft")
         await pilot.press("ctrl+up")
         assert area.text == "second prompt"
@@ -134,7 +141,7 @@ async def test_lora_is_inserted_at_the_cursor_with_its_trigger_words(app_on, wai
         await pilot.press("enter")
         await wait(pilot, lambda: app.screen is screen, 5, "back on the form")
         assert screen.query_one("#prompt", TextArea).text == "a castle, <lora:demo-lora:0.8> demo style"
-        request = screen.build_request()
+        request = screen.form.to_request()
         assert request["prompt"].startswith("a castle, <lora:demo-lora:0.8>")
 
 
@@ -144,15 +151,21 @@ async def test_seed_lock_and_request_from_the_form(app_on, wait):
         screen = app.screen
         await wait(pilot, lambda: screen._ready, 10, "the form")
         screen.query_one("#prompt", TextArea).load_text("a tree")
+        assert screen.form.to_request()["seed"] == -1  # no seed: random
         screen.query_one("#seed", Input).value = "42"
-        assert screen.build_request()["seed"] == -1  # unlocked: random
+        assert screen.form.to_request()["seed"] == 42  # a typed seed is used, locked or not
+        screen.form.seed_used(42)  # a run went: unlocked, the field empties, the seed used is shown
+        assert screen.query_one("#seed", Input).value == "" and "42" in screen.query_one("#seed", Input).placeholder
+        assert screen.form.to_request()["seed"] == -1
+        screen.query_one("#seed", Input).value = "42"
         await pilot.press("ctrl+r")
-        assert screen.seed_locked
-        req = screen.build_request()
+        assert screen.form.seed_locked
+        screen.form.seed_used(42)  # locked, the seed stays for the next run
+        req = screen.form.to_request()
         assert req["seed"] == 42 and req["batch"] == 1 and "model" not in req
         screen.query_one("#model", Select).value = f"model:{IMAGE_MODEL}"
         screen.query_one("#size", Input).value = "128x96"
-        req = screen.build_request()
+        req = screen.form.to_request()
         assert (req["model"], req["width"], req["height"]) == (IMAGE_MODEL, 128, 96)
         assert screen.query_one("#steps", Input).placeholder == "4"  # the model's default is shown
 
@@ -171,7 +184,7 @@ async def test_open_in_generate_and_send_to_img2img(demo_home: Path, app_at, wai
         screen = app.main_screens["generate"]
         await wait(pilot, lambda: app.screen is screen and screen._ready, 10, "the generate screen")
         await wait(pilot, lambda: screen.query_one("#prompt", TextArea).text == "a snowy hill", 5, "the prompt")
-        req = screen.build_request()
+        req = screen.form.to_request()
         assert req["seed"] == 7 and req["steps"] == 2 and req["negative_prompt"] == "blurry"
         # A recorded image becomes the init image.
         import io
@@ -181,11 +194,11 @@ async def test_open_in_generate_and_send_to_img2img(demo_home: Path, app_at, wai
         rec = Recorder(app.db, app.cfg.output_dir).record(png.getvalue(), {"prompt": "red", "seed": 1})
         await pilot.press("f4")
         app.send_to("img2img", rec.id)
-        await wait(pilot, lambda: app.screen is screen and screen._init_image is not None, 10, "the init image")
-        req = screen.build_request()
+        await wait(pilot, lambda: app.screen is screen and screen.form.init_image is not None, 10, "the init image")
+        req = screen.form.to_request()
         assert Path(req["init_image"]) == rec.path and req["strength"] == 0.75 and req["parent_id"] == rec.id
         await pilot.press("ctrl+n")
-        assert "init_image" not in screen.build_request()
+        assert "init_image" not in screen.form.to_request()
 
 
 # ------------------------------------------------------------------ prompt tools, LoRAs, hires fix
@@ -226,7 +239,7 @@ async def test_enhance_accept_and_undo_then_styles_from_the_prompt_and_hires(ser
         assert all("{prompt}" in p["prompt"] for p in proposals.proposals)
         await pilot.press("ctrl+s")
         names = [p["name"] for p in proposals.proposals]
-        await wait(pilot, lambda: set(names) <= set(screen._style_texts), 10, "the saved styles in the form")
+        await wait(pilot, lambda: set(names) <= set(screen.form.style_texts), 10, "the saved styles in the form")
         with db_session:
             assert {s.name for s in app.db.Style.select()} >= set(names)
         # The chosen style is previewed, and applied at submit: the final prompt is shown.
@@ -244,7 +257,7 @@ async def test_enhance_accept_and_undo_then_styles_from_the_prompt_and_hires(ser
         assert "hires scale must be above 1 and at most 4" in str(screen.query_one("#form-error").render())
         screen.query_one("#hires-scale").value = "2"
         screen.query_one("#hires-steps").value = "2"
-        request = screen.build_request()
+        request = screen.form.to_request()
         assert request["hires"] == {"enabled": True, "scale": 2.0, "steps": 2, "strength": 0.5, "upscaler": ""}
         await pilot.press("ctrl+g")
         await wait(pilot, lambda: len(screen.query(ResultThumb)) == 1, 90, "the hires result")
@@ -271,10 +284,10 @@ async def test_pasting_a_parameters_block_fills_the_form(app_on, wait):
             "Model: dreamshaper_8, Hires upscale: 2, Version: v1.10")
         await pilot.press("ctrl+s")
         await wait(pilot, lambda: app.screen is screen, 5, "back on the form")
-        req = screen.build_request()
+        req = screen.form.to_request()
         assert req["prompt"] == "a castle on a hill, golden hour" and req["negative_prompt"] == "blurry, lowres"
         assert (req["steps"], req["cfg"], req["seed"], req["width"], req["height"]) == (12, 5.5, 1234, 512, 768)
-        assert (req["sampler"], req["scheduler"]) == ("dpm++2m", "karras") and screen.seed_locked
+        assert (req["sampler"], req["scheduler"]) == ("dpm++2m", "karras") and screen.form.seed_locked
         status = str(screen.query_one("#gen-status").render())
         assert "dreamshaper_8" in status and "Hires upscale" in status  # left out, with a note
         await pilot.press("ctrl+z")  # the prompt that was there comes back
@@ -299,7 +312,7 @@ async def test_lora_weight_keys_and_trigger_words_added_once(app_on, wait):
         await pilot.press("alt+shift+down", "alt+shift+down", "alt+shift+down", "alt+down")
         assert area.text.endswith("<lora:demo-lora:0.55>")
         assert "weight 0.55" in str(screen.query_one("#gen-status").render())
-        assert screen.build_request()["prompt"] == "demo style castle, <lora:demo-lora:0.55>"
+        assert screen.form.to_request()["prompt"] == "demo style castle, <lora:demo-lora:0.55>"
         area.move_cursor((0, 0))
         await pilot.press("alt+up")  # not on a tag: nothing changes
         assert area.text == "demo style castle, <lora:demo-lora:0.55>"
@@ -309,7 +322,7 @@ async def test_lora_weight_keys_and_trigger_words_added_once(app_on, wait):
 
 async def test_open_in_generate_inserts_snippets_and_presets_keep_the_prompt(app_on, wait):
     from ddtui.tui.screens.prompt_tools import SnippetPicker
-    from ddtui.tui.screens.styles import SnippetData, save_snippet
+    from ddtui.tui.prompt_library import SnippetData, save_snippet
 
     app = app_on()
     async with app.run_test(size=SIZE) as pilot:
@@ -324,11 +337,11 @@ async def test_open_in_generate_inserts_snippets_and_presets_keep_the_prompt(app
         with db_session:
             app.db.ImagePreset(name="quick", model=IMAGE_MODEL, params={"steps": 3})
         screen.load_form()
-        await wait(pilot, lambda: "preset:quick" in screen._defaults, 10, "the preset in the list")
+        await wait(pilot, lambda: "preset:quick" in screen.form.defaults, 10, "the preset in the list")
         app.open_in_generate({"model": IMAGE_MODEL, "steps": 3, "preset": "quick"})
         assert area.text == "a fox, red in the snow"  # a preset leaves the prompt alone
         assert screen.query_one("#model", Select).value == "preset:quick"
-        assert screen.build_request()["preset"] == "quick"
+        assert screen.form.to_request()["preset"] == "quick"
         snippet = save_snippet(app.db, SnippetData(None, "moody", "moody light, fog"))
         area.move_cursor(area.document.end)
         await pilot.press("alt+i")

@@ -29,7 +29,9 @@ from ddtui.db.queries import HistoryQuery, count_history
 from ddtui.db.schema import open_database
 from ddtui.tui.history_model import HistoryModel, bench_next_page
 from ddtui.tui.messages import JobEvent
-from ddtui.tui.screens.history import ConfirmDelete, HistoryScreen, ScreenPaletteCommands, rerun_params
+from ddtui.tui.host import Host
+from ddtui.tui.screens.base import ScreenPaletteCommands
+from ddtui.tui.screens.history import ConfirmDelete, HistoryScreen, rerun_params
 from ddtui.tui.widgets.detail import load_detail
 from ddtui.tui.widgets.thumbgrid import ThumbGrid
 
@@ -39,7 +41,7 @@ SIZE = (160, 48)
 # ------------------------------------------------------------------ helpers
 
 
-class HostApp(App[None]):
+class HostApp(Host):
     """The app API the History screen uses, over a real home; records what it was asked to do."""
 
     def __init__(self, home_root: Path, connect: bool = False) -> None:
@@ -75,7 +77,7 @@ class HostApp(App[None]):
     def send_to(self, kind: str, generation_id: int) -> None:
         self.calls.append(("send_to", kind, generation_id))
 
-    def notify_error(self, title: str, detail: str = "") -> None:
+    def notify_error(self, title: str, detail: str = "", severity: str = "error") -> None:
         self.errors.append((title, detail))
 
     def copy_to_clipboard(self, text: str) -> None:
@@ -503,7 +505,7 @@ async def test_rerun_without_a_service_reports_the_error(home: Path) -> None:
         await started(pilot)
         await pilot.press("R")
         await wait_for(pilot, lambda: app.errors, what="the error")
-        assert "Submit failed" in app.errors[0][0]
+        assert "Re-run failed" in app.errors[0][0] and "without the service" in app.errors[0][1]
 
 
 def test_rerun_params_keep_seed_and_name_the_parent(home: Path) -> None:

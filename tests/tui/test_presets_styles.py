@@ -15,13 +15,15 @@ from ddtui.catalog.demo import IMAGE_MODEL, IMAGE_SIDECAR, LLM, LLM_SIDECAR, MMP
 from ddtui.catalog.models import Catalog
 from ddtui.config import load_config, resolve_home
 from ddtui.db.schema import open_database
-from ddtui.tui.screens.presets import ConfirmDialog, ModelPicker, PresetsScreen
+from ddtui.tui.host import Host
+from ddtui.tui.screens.base import ConfirmDialog
+from ddtui.tui.screens.presets import ModelPicker, PresetsScreen
 from ddtui.tui.screens.styles import SAMPLE_PROMPT, StylesScreen
 
 SIZE = (160, 48)
 
 
-class HostApp(App[None]):
+class HostApp(Host):
     """The app API these screens use, over a real demo home; records what it was asked to do."""
 
     def __init__(self, home_root: Path, screen: Callable[[], Screen], current_prompt: str | None = None) -> None:
@@ -32,8 +34,7 @@ class HostApp(App[None]):
         self.image_protocol = "none"
         self.calls: list[tuple[Any, ...]] = []
         self._screen = screen
-        if current_prompt is not None:
-            self.current_prompt = current_prompt
+        self._current_prompt = current_prompt or ""
 
     def on_mount(self) -> None:
         self.push_screen(self._screen())
@@ -44,7 +45,11 @@ class HostApp(App[None]):
     def open_in_generate(self, params: dict[str, Any]) -> None:
         self.calls.append(("open_in_generate", params))
 
-    def notify_error(self, title: str, detail: str = "") -> None:
+    @property
+    def current_prompt(self) -> str:
+        return self._current_prompt
+
+    def notify_error(self, title: str, detail: str = "", severity: str = "error") -> None:
         self.calls.append(("notify_error", title, detail))
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.markup import escape
-from textual import on
+from textual import getters, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..host import Host
 from ..keys import bindings_for
 from ..messages import ErrorLogged
 
@@ -25,6 +26,8 @@ class ErrorLogScreen(ModalScreen[None]):
 
     CSS_PATH = Path(__file__).parent / "errors.tcss"
     BINDINGS = bindings_for("errors")
+
+    app = getters.app(Host)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="errors-box"):
@@ -39,7 +42,7 @@ class ErrorLogScreen(ModalScreen[None]):
         self.query_one("#error-list", OptionList).focus()
 
     def _fill(self) -> None:
-        entries = list(reversed(self.app.error_log))  # type: ignore[attr-defined]
+        entries = list(reversed(self.app.error_log))
         options = self.query_one("#error-list", OptionList)
         options.clear_options()
         if not entries:
@@ -51,7 +54,7 @@ class ErrorLogScreen(ModalScreen[None]):
         self._show(0)
 
     def _show(self, index: int | None) -> None:
-        entries = list(reversed(self.app.error_log))  # type: ignore[attr-defined]
+        entries = list(reversed(self.app.error_log))
         if index is None or not 0 <= index < len(entries):
             self.query_one("#error-title", Label).update("")
             self.query_one("#error-detail", Static).update("")
@@ -71,5 +74,5 @@ class ErrorLogScreen(ModalScreen[None]):
         self.dismiss(None)
 
     def action_clear(self) -> None:
-        self.app.error_log.clear()  # type: ignore[attr-defined]
+        self.app.error_log.clear()
         self._fill()

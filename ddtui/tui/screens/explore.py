@@ -22,17 +22,16 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.events import Click
 from textual.reactive import reactive
-from textual.screen import Screen
-from textual.widgets import Checkbox, Footer, Header, Static
+from textual.widgets import Checkbox, Footer, Static
 
 from ...core.client import RequestFailed, ServiceUnavailable
 from ...core.explore import GRID_POSITIONS, LOCKABLE
 from ...core.params import rerun_request
 from ...core.thumbnails import ensure_thumbnail, thumbnail_path
-from ..app import ReportsWorkerErrors, ScreenNav
 from ..keys import bindings_for
 from ..messages import JobEvent, JobProgress
 from ..widgets.image import ImageView
+from .base import MainScreen, title_bars
 
 CENTRE = (1, 1)
 DEFAULT_FREE = ("seed",)
@@ -132,10 +131,11 @@ class ExploreCell(Vertical):
             view.clear(placeholder)
 
     def on_click(self, event: Click) -> None:
-        self.screen.move_to(self.position)  # type: ignore[attr-defined]
+        if isinstance(self.screen, ExploreScreen):
+            self.screen.move_to(self.position)
 
 
-class ExploreScreen(ReportsWorkerErrors, Screen):
+class ExploreScreen(MainScreen[None]):
     """Variations around an anchor, nine at a glance; promote, keep or reuse any of them."""
 
     CSS_PATH = Path(__file__).parent / "explore.tcss"
@@ -155,8 +155,7 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
         self._early: list[JobEvent | JobProgress] = []
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield ScreenNav()
+        yield from title_bars()
         yield Static("No anchor yet: in History press x on an image, or alt+x in Generate for its last result.",
                      id="explore-anchor", markup=False)
         with Horizontal(id="explore-locks"):
@@ -203,19 +202,19 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
         try:
             await self._stop_running("a new grid replaces it")
             try:
-                anchor = await asyncio.to_thread(read_anchor, app.db, Path(app.cfg.output_dir),  # type: ignore[attr-defined]
-                                                 app.home.thumbnails, generation_id)  # type: ignore[attr-defined]
+                anchor = await asyncio.to_thread(read_anchor, app.db, Path(app.cfg.output_dir),
+                                                 app.home.thumbnails, generation_id)
             except (LookupError, ValueError) as exc:
                 self._status(f"Cannot explore #{generation_id}: {exc}")
-                app.notify_error(f"Cannot explore #{generation_id}", str(exc))  # type: ignore[attr-defined]
+                app.notify_error(f"Cannot explore #{generation_id}", str(exc))
                 return
             self._show_anchor(anchor)
             try:
-                reply = await app.request("submit", {"kind": "explore", "params": {  # type: ignore[attr-defined]
+                reply = await app.request("submit", {"kind": "explore", "params": {
                     "generation_id": generation_id, "locked": locked}})
             except (RequestFailed, ServiceUnavailable) as exc:
                 self._status(f"Cannot explore #{generation_id}: {exc}")
-                app.notify_error(f"Cannot explore #{generation_id}", str(exc))  # type: ignore[attr-defined]
+                app.notify_error(f"Cannot explore #{generation_id}", str(exc))
                 return
         finally:
             self._starting = False
@@ -249,9 +248,9 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
             return
         group = self.group
         try:
-            await self.app.request("cancel_group", {"group": group})  # type: ignore[attr-defined]
+            await self.app.request("cancel_group", {"group": group})
         except (RequestFailed, ServiceUnavailable) as exc:
-            self.app.notify_error("Cannot stop the grid", str(exc))  # type: ignore[attr-defined]
+            self.app.notify_error("Cannot stop the grid", str(exc))
             return
         for cell in self.cells.values():
             if cell.state in ("waiting", "queued", "running"):
@@ -330,7 +329,7 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
                 cell.note = "not made"
                 self._draw_cell(cell.position)
         self._status(f"The exploration failed: {text}")
-        self.app.notify_error("Exploration failed", text)  # type: ignore[attr-defined]
+        self.app.notify_error("Exploration failed", text)
 
     def _count(self) -> None:
         states = [c.state for c in self.cells.values()]
@@ -357,7 +356,7 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
             title = state + (f" · {cell.note}" if cell.note else "")
         widget.show_text(title, differences(cell.params, anchor) if cell.params else "")
         if cell.uuid and cell.generation_id and not widget.query_one(ImageView).has_image:
-            widget.show_thumbnail(thumbnail_path(self.app.home.thumbnails, cell.uuid))  # type: ignore[attr-defined]
+            widget.show_thumbnail(thumbnail_path(self.app.home.thumbnails, cell.uuid))
         elif not cell.uuid:
             widget.show_thumbnail(None, {"cancelled": "✗", "failed": "!"}.get(cell.state, "…"))
 
@@ -391,7 +390,7 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
         box = self.query_one(f"#lock-{name}", Checkbox)
         box.value = name in self.locked
         free = ", ".join(self.free_parameters())
-        self._status(f"Free: {free}. {self.app.key_label('explore.again')} makes a new grid with these locks.")  # type: ignore[attr-defined]
+        self._status(f"Free: {free}. {self.app.key_label('explore.again')} makes a new grid with these locks.")
 
     @on(Checkbox.Changed)
     def _lock_clicked(self, event: Checkbox.Changed) -> None:
@@ -437,7 +436,7 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
     @work(group="explore-keep", thread=True, exit_on_error=False)
     def _mark_favorite(self, generation_id: int, position: tuple[int, int]) -> None:
         with db_session:
-            gen = self.app.db.Generation.get(id=generation_id)  # type: ignore[attr-defined]
+            gen = self.app.db.Generation.get(id=generation_id)
             if gen is None:
                 raise LookupError(f"image #{generation_id} is no longer in the history")
             gen.favorite = True
@@ -456,12 +455,12 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
     def action_open_history(self) -> None:
         current = self._current()
         if current is not None:
-            self.app.show_in_history(current[0])  # type: ignore[attr-defined]
+            self.app.show_in_history(current[0])
 
     def action_open_generate(self) -> None:
         current = self._current()
         if current is not None:
-            self.app.open_in_generate(current[1])  # type: ignore[attr-defined]
+            self.app.open_in_generate(current[1])
 
     def action_cancel_grid(self) -> None:
         if not self.group or not any(c.state in ("waiting", "queued", "running") for c in self.cells.values()):
@@ -471,9 +470,9 @@ class ExploreScreen(ReportsWorkerErrors, Screen):
 
     @work(group="explore-cancel", exit_on_error=False)
     async def _cancel_grid(self) -> None:
-        await self._stop_running(f"{self.app.key_label('explore.cancel')} pressed")  # type: ignore[attr-defined]
+        await self._stop_running(f"{self.app.key_label('explore.cancel')} pressed")
         for position in self.cells:
             self._draw_cell(position)
 
     def action_back(self) -> None:
-        self.app.show_main("history")  # type: ignore[attr-defined]
+        self.app.show_main("history")

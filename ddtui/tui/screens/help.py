@@ -9,14 +9,16 @@ from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
+from textual import getters
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from ..app import screen_class
-from ..commands import _bindings_of, key_of
+from ..commands import key_of
+from ..host import Host
 from ..keys import ALL_SCREENS, KEYS, bindings_for
+from .base import bindings_of, screen_class
 
 
 class HelpScreen(ModalScreen[None]):
@@ -24,6 +26,8 @@ class HelpScreen(ModalScreen[None]):
 
     CSS_PATH = Path(__file__).parent / "help.tcss"
     BINDINGS = bindings_for("help") + [("q", "close", "Close")]
+
+    app = getters.app(Host)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
@@ -42,23 +46,25 @@ class HelpScreen(ModalScreen[None]):
             binding = spec.binding()
             if spec.id.startswith("screen."):
                 fkey = next(s for s in specs if s.id == spec.id + ".fkey").binding()
-                rows.append(("everywhere", f"{key_of(app, binding)} / {key_of(app, fkey)}",  # type: ignore[arg-type]
+                rows.append(("everywhere", f"{key_of(app, binding)} / {key_of(app, fkey)}",
                              f"show the {spec.description} screen", f"{spec.id}, {spec.id}.fkey"))
             else:
-                rows.append(("everywhere", key_of(app, binding), spec.description, spec.id))  # type: ignore[arg-type]
+                where = "text fields" if spec.id == "app.leave_field" else "everywhere"
+                rows.append((where, key_of(app, binding), spec.description, spec.id))
         rows.append(("everywhere", "^p", "command palette: every screen, action and theme", "(Textual)"))
         rows.append(("text fields", "^z / ^y", "undo / redo", "(Textual)"))
         for mode, title in ALL_SCREENS:
             cls, reason = screen_class(mode)
-            bindings = _bindings_of(cls)
+            bindings = bindings_of(cls)
             rows.append(("---", "", "", ""))
             if not bindings:
                 rows.append((title, "", reason or "no keys of its own", ""))
             for b in bindings:
-                rows.append((title, key_of(app, b), b.description or b.action, b.id or ""))  # type: ignore[arg-type]
+                rows.append((title, key_of(app, b), b.description or b.action, b.id or ""))
         rows.append(("---", "", "", ""))
-        for b in bindings_for("errors"):
-            rows.append(("error log", key_of(app, b), b.description, b.id or ""))  # type: ignore[arg-type]
+        for spec in KEYS:
+            if spec.scope == "errors":
+                rows.append(("error log", key_of(app, spec.binding()), spec.description, spec.id))
         return rows
 
     def _keys_table(self) -> Table:
@@ -76,8 +82,7 @@ class HelpScreen(ModalScreen[None]):
 
     def _notes(self) -> Text:
         app = self.app
-        protocol = getattr(app, "image_protocol", "?")
-        note = getattr(app, "image_note", "")
+        protocol, note = app.image_protocol, app.image_note
         text = Text()
         text.append("\nImages: ", style="bold")
         text.append(f"{protocol}" + (f" — {note}" if note else "") + "\n")
@@ -86,7 +91,8 @@ class HelpScreen(ModalScreen[None]):
         text.append("Keys: ", style="bold")
         text.append('remap in config.json, e.g. "ui": {"keys": {"generate.submit": "ctrl+s"}} '
                     "(the settings screen edits it too).\n")
-        text.append("Digits switch screens only when no text field has the focus; F-keys always do.\n")
+        text.append("Digits switch screens only when no text field has the focus (and not on History, where 0-5 "
+                    "rate); F-keys always do, and Esc leaves a text field.\n")
         text.append("Quitting leaves the service running: queued work goes on (`ddtui serve --stop` ends it).\n")
         return text
 

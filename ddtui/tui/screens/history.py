@@ -13,7 +13,6 @@ and the row of screens (`ScreenNav`).
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -22,13 +21,12 @@ from typing import Any, ClassVar
 
 from pony.orm import db_session
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import Button, Checkbox, Footer, Header, Label, Static
+from textual.widgets import Button, Checkbox, Footer, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ...core.params import rerun_request
@@ -36,37 +34,18 @@ from ...core.recording import Recorder
 from ...core.tagging import set_user_tags
 from ...core.thumbnails import ensure_thumbnail, thumbnail_path
 from ...db.queries import HistoryItem, HistoryQuery, models_in_history, tag_counts
-from ..app import ScreenNav
 from ..history_model import MAX_FETCH, HistoryModel
+from ..host import Host
 from ..messages import JobEvent, SettingsChanged
 from ..widgets.detail import DetailPanel, GenerationDetail, load_detail
 from ..widgets.filterbar import FilterBar
 from ..widgets.thumbgrid import ThumbGrid
+from .base import MainScreen, ScreenPaletteCommands, title_bars
 
 POLL_S = 2.0
 DETAIL_DELAY_S = 0.06
 FACETS = 40
 RERUN_KINDS = ("txt2img", "img2img", "inpaint", "variation")
-
-
-class ScreenPaletteCommands(Provider):
-    """Command palette entries of the screen it was opened from: its `PALETTE` entries that no binding of
-    the screen reaches (the app's palette already lists every described binding, with its key)."""
-
-    def _entries(self) -> list[tuple[str, str, str]]:
-        bound = {b.action for b in getattr(type(self.screen), "BINDINGS", []) if isinstance(b, Binding)}
-        return [e for e in getattr(self.screen, "PALETTE", []) if e[1] not in bound]
-
-    async def discover(self) -> Hits:
-        for title, action, help_text in self._entries():
-            yield DiscoveryHit(title, partial(self.screen.run_action, action), help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, action, help_text in self._entries():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self.screen.run_action, action), help=help_text)
 
 
 @dataclass
@@ -114,7 +93,7 @@ class ConfirmDelete(ModalScreen[DeleteChoice | None]):
         box.value = not box.value
 
 
-class HistoryScreen(Screen[None]):
+class HistoryScreen(MainScreen[None]):
     """Every generation, newest first: grid or list, filters, details, and single-key actions."""
 
     CSS_PATH = "history.tcss"
@@ -181,9 +160,8 @@ class HistoryScreen(Screen[None]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        self.model = HistoryModel(self.app.db)  # type: ignore[attr-defined]
-        yield Header()
-        yield ScreenNav()
+        self.model = HistoryModel(self.app.db)
+        yield from title_bars()
         with Horizontal(id="history-body"):
             yield FilterBar(id="history-filters")
             with Vertical(id="history-main"):
@@ -205,8 +183,8 @@ class HistoryScreen(Screen[None]):
         return self.query_one("#history-filters", FilterBar)
 
     def on_mount(self) -> None:
-        self._recorder = Recorder(self.app.db, Path(self.app.cfg.output_dir))  # type: ignore[attr-defined]
-        self.grid.show_images = getattr(self.app, "image_protocol", "halfcell") != "none"
+        self._recorder = Recorder(self.app.db, Path(self.app.cfg.output_dir))
+        self.grid.show_images = self.app.image_protocol != "none"
         self.grid.focus()
         self._load_facets("")
         self.poll_timer = self.set_interval(POLL_S, self._poll)
@@ -290,8 +268,8 @@ class HistoryScreen(Screen[None]):
 
     @work(thread=True, group="history-facets", exclusive=True, exit_on_error=False)
     def _load_facets(self, prefix: str) -> None:
-        facets = tag_counts(self.app.db, limit=FACETS, prefix=prefix)  # type: ignore[attr-defined]
-        models = models_in_history(self.app.db) if not prefix else None  # type: ignore[attr-defined]
+        facets = tag_counts(self.app.db, limit=FACETS, prefix=prefix)
+        models = models_in_history(self.app.db) if not prefix else None
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show_facets, facets, models)
 
@@ -313,7 +291,7 @@ class HistoryScreen(Screen[None]):
 
     @work(thread=True, group="history-detail", exclusive=True, exit_on_error=False)
     def _load_detail(self, generation_id: int, note: str) -> None:
-        detail = load_detail(self.app.db, generation_id)  # type: ignore[attr-defined]
+        detail = load_detail(self.app.db, generation_id)
         thumb = self._thumbnail_path(detail) if detail else None
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show_detail, detail, thumb, note)
@@ -322,26 +300,26 @@ class HistoryScreen(Screen[None]):
         self.detail.show(detail, thumb, note)
 
     def _thumbnail_path(self, detail: GenerationDetail) -> Path | None:
-        path = thumbnail_path(self.app.home.thumbnails, detail.uuid)  # type: ignore[attr-defined]
+        path = thumbnail_path(self.app.home.thumbnails, detail.uuid)
         if path.exists():
             return path
         source = self._recorder.file_path(detail.path)
         if not source.exists():
             return None
         try:
-            return ensure_thumbnail(source, self.app.home.thumbnails, detail.uuid)  # type: ignore[attr-defined]
+            return ensure_thumbnail(source, self.app.home.thumbnails, detail.uuid)
         except OSError:
             return None
 
     def _thumbnail_for(self, item: HistoryItem) -> Path | None:
         """The grid's loader (worker thread): the cached thumbnail, made once from the image if missing."""
-        path = thumbnail_path(self.app.home.thumbnails, item.uuid)  # type: ignore[attr-defined]
+        path = thumbnail_path(self.app.home.thumbnails, item.uuid)
         if path.exists():
             return path
         source = self._recorder.file_path(item.path)
         if not source.exists():
             return None
-        return ensure_thumbnail(source, self.app.home.thumbnails, item.uuid)  # type: ignore[attr-defined]
+        return ensure_thumbnail(source, self.app.home.thumbnails, item.uuid)
 
     # ------------------------------------------------------------------ lineage
 
@@ -351,8 +329,7 @@ class HistoryScreen(Screen[None]):
 
     @on(DetailPanel.SendTo, "#history-detail")
     def _detail_send_to(self, event: DetailPanel.SendTo) -> None:
-        self.run_worker(self._call_app("send_to", event.kind, event.generation_id), group="history-send",
-                        exit_on_error=False)
+        self._send_to(event.kind, event.generation_id)
 
     def go_to(self, generation_id: int) -> None:
         """Move the cursor to a generation; rows are fetched down to it, and one outside the filter is
@@ -402,7 +379,7 @@ class HistoryScreen(Screen[None]):
     @on(SettingsChanged)
     def _settings_changed(self, event: SettingsChanged) -> None:
         if any(key.startswith("paths.") for key in event.changed):  # files now resolve under the new folder
-            self._recorder = Recorder(self.app.db, Path(self.app.cfg.output_dir))  # type: ignore[attr-defined]
+            self._recorder = Recorder(self.app.db, Path(self.app.cfg.output_dir))
 
     def images_recorded(self) -> None:
         """Look for new images now (the app may call this on job events)."""
@@ -453,7 +430,7 @@ class HistoryScreen(Screen[None]):
 
     @work(thread=True, group="history-edit", exit_on_error=False)
     def _save_flags(self, generation_id: int, rating: int | None = None, favorite: bool | None = None) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.app.db
         with db_session:
             gen = db.Generation.get(id=generation_id)
             if gen is None:
@@ -484,13 +461,13 @@ class HistoryScreen(Screen[None]):
 
     @work(thread=True, group="history-edit", exit_on_error=False)
     def _delete(self, item: HistoryItem, delete_file: bool) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.app.db
         # The row goes first: a file without a row is adopted again at start; a row without a file is broken.
         with db_session:
             gen = db.Generation.get(id=item.id)
             if gen is not None:
                 gen.delete()
-        thumbnail_path(self.app.home.thumbnails, item.uuid).unlink(missing_ok=True)  # type: ignore[attr-defined]
+        thumbnail_path(self.app.home.thumbnails, item.uuid).unlink(missing_ok=True)
         problem = ""
         if delete_file:
             try:
@@ -522,7 +499,7 @@ class HistoryScreen(Screen[None]):
 
     @work(thread=True, group="history-edit", exit_on_error=False)
     def _save_tags(self, generation_id: int, add: list[str], remove: list[str]) -> None:
-        names = set_user_tags(self.app.db, generation_id, add=add, remove=remove)  # type: ignore[attr-defined]
+        names = set_user_tags(self.app.db, generation_id, add=add, remove=remove)
         self.app.call_from_thread(self._tags_saved, generation_id, names)
 
     def _tags_saved(self, generation_id: int, names: list[str]) -> None:
@@ -544,7 +521,13 @@ class HistoryScreen(Screen[None]):
 
     def action_send_to(self, kind: str) -> None:
         if (item := self._current()) is not None:
-            self.run_worker(self._call_app("send_to", kind, item.id), group="history-send", exit_on_error=False)
+            self._send_to(kind, item.id)
+
+    def _send_to(self, kind: str, generation_id: int) -> None:
+        try:
+            self.app.send_to(kind, generation_id)
+        except Exception as exc:  # noqa: BLE001 - the app refused: say why, keep the screen
+            self._error(f"Send to {kind} failed", str(exc))
 
     def action_rerun(self) -> None:
         if (item := self._current()) is not None:
@@ -552,15 +535,17 @@ class HistoryScreen(Screen[None]):
 
     @work(thread=True, group="history-detail-action", exit_on_error=False)
     def _with_detail(self, generation_id: int, what: str) -> None:
-        detail = load_detail(self.app.db, generation_id)  # type: ignore[attr-defined]
+        detail = load_detail(self.app.db, generation_id)
         if detail is None:
             raise LookupError(f"image #{generation_id} is no longer in the history")
         self.app.call_from_thread(self._act, what, detail)
 
     def _act(self, what: str, detail: GenerationDetail) -> None:
         if what == "reuse":
-            self.run_worker(self._call_app("open_in_generate", reuse_params(detail)), group="history-send",
-                            exit_on_error=False)
+            try:
+                self.app.open_in_generate(reuse_params(detail))
+            except Exception as exc:  # noqa: BLE001 - the app refused: say why, keep the screen
+                self._error("Open in Generate failed", str(exc))
         elif what == "rerun":
             try:
                 request = rerun_params(detail)
@@ -570,23 +555,12 @@ class HistoryScreen(Screen[None]):
             self.run_worker(self._rerun(request), group="history-rerun", exit_on_error=False)
 
     async def _rerun(self, request: dict[str, Any]) -> None:
-        job = await self._call_app("submit", "generate", request)
-        if job is not None:
-            job_id = job.get("id") if isinstance(job, dict) else job
-            self.notify(f"Re-run of #{request['parent_id']} queued (job {job_id})")
-
-    async def _call_app(self, name: str, *args: Any) -> Any:
-        """Call an app API method that may be sync or async; failures are shown, not raised."""
-        method = getattr(self.app, name, None)
-        if method is None:
-            self._error(f"{name} is not available", "the app shell does not provide it")
-            return None
         try:
-            result = method(*args)
-            return await result if inspect.isawaitable(result) else result
-        except Exception as exc:  # noqa: BLE001 - the service or the app refused: say why, keep the screen
-            self._error(f"{name.replace('_', ' ').capitalize()} failed", str(exc))
-            return None
+            job = await self.app.submit("generate", request)
+        except Exception as exc:  # noqa: BLE001 - the service refused or is away: say why, keep the screen
+            self._error("Re-run failed", str(exc))
+            return
+        self.notify(f"Re-run of #{request['parent_id']} queued (job {job.get('id')})")
 
     # ------------------------------------------------------------------ view and focus
 
@@ -621,11 +595,7 @@ class HistoryScreen(Screen[None]):
     # ------------------------------------------------------------------ failures
 
     def _error(self, title: str, detail: str) -> None:
-        notify_error = getattr(self.app, "notify_error", None)
-        if notify_error is not None:
-            notify_error(title, detail)
-        else:
-            self.notify(detail, title=title, severity="error")
+        self.app.notify_error(title, detail)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR:
@@ -636,17 +606,7 @@ class HistoryScreen(Screen[None]):
             self.grid.rows_requested_again()
         elif group == "history-poll":
             self._polling = False
-        report_worker_error(self, event.worker)
-
-
-def report_worker_error(screen: Screen, worker: Worker) -> None:
-    """Hand a failed worker to the app's one reporting place, or notify when the host app has none."""
-    worker_failed = getattr(screen.app, "worker_failed", None)
-    if worker_failed is not None:
-        worker_failed(worker)
-        return
-    error = worker.error
-    screen.notify(f"{type(error).__name__}: {error}", title=f"{worker.group} failed", severity="error")
+        # MainScreen reports the failure itself.
 
 
 def reuse_params(detail: GenerationDetail) -> dict[str, Any]:
@@ -704,19 +664,17 @@ async def measure_next_page(pilot: Any, pages: int = 20) -> list[float]:
     return times
 
 
-class HistoryBenchApp(App[None]):
+class HistoryBenchApp(Host):
     """A minimal host for the History screen alone: what `bench_next_page` runs (and a quick manual look)."""
 
     def __init__(self, db_path: Path, home_root: Path) -> None:
         super().__init__()
-        from types import SimpleNamespace
-
-        from ...config import Home
+        from ...config import Config, Home
         from ...db.schema import open_database
 
         self.db = open_database(db_path)
         self.home = Home(home_root)
-        self.cfg = SimpleNamespace(output_dir=home_root / "outputs")
+        self.cfg = Config({"paths": {"model_dir": "", "output_dir": str(home_root / "outputs")}}, self.home)
         self.image_protocol = "halfcell"
 
     def on_mount(self) -> None:

@@ -25,13 +25,11 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 from ...catalog.models import SAMPLERS, SCHEDULERS, CatalogError
 from ...core.client import RequestFailed, ServiceUnavailable
-from ..app import ReportsWorkerErrors, ScreenNav
 from ..keys import bindings_for
 from ..mask_model import (
     ERASE,
@@ -51,6 +49,7 @@ from ..mask_model import (
 from ..messages import JobEvent, JobProgress
 from ..widgets.image import ImageView
 from ..widgets.progress import JobProgressBar
+from .base import MainScreen, title_bars
 
 DISPLAY_MAX = 1024  # the picture drawn for kitty/sixel is at most this wide or high
 # Actions that edit the mask or move the brush: off while a text field has the focus, so typing works.
@@ -241,7 +240,7 @@ class MaskCanvas(Widget, can_focus=True):
             self.redraw()
 
 
-class InpaintScreen(ReportsWorkerErrors, Screen):
+class InpaintScreen(MainScreen[None]):
     """Paint a mask over a history image and inpaint it; the result becomes the image's child."""
 
     CSS_PATH = Path(__file__).parent / "inpaint.tcss"
@@ -261,9 +260,8 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
         self._early: list[JobEvent | JobProgress] = []
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield ScreenNav()
-        protocol = getattr(self.app, "image_protocol", "halfcell")
+        yield from title_bars()
+        protocol = self.app.image_protocol
         with Horizontal(id="inpaint-main"):
             yield MaskCanvas("halfcell" if protocol == "none" else protocol, id="canvas")
             with VerticalScroll(id="inpaint-side"):
@@ -294,7 +292,7 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
         return self.query_one("#canvas", MaskCanvas)
 
     def on_mount(self) -> None:
-        key = self.app.key_label  # type: ignore[attr-defined]
+        key = self.app.key_label
         self.query_one("#inpaint-keys", Static).update(
             f"arrows move the brush · {key('inpaint.paint')} paint · {key('inpaint.erase')} erase · "
             f"{key('inpaint.bigger')}/{key('inpaint.smaller')} brush size · {key('inpaint.rect')} rectangle, "
@@ -319,7 +317,7 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
 
     @work(group="inpaint-load", thread=True, exclusive=True, exit_on_error=False)
     def _read_source(self, generation_id: int) -> None:
-        source, picture = read_source(self.app.db, Path(self.app.cfg.output_dir), generation_id)  # type: ignore[attr-defined]
+        source, picture = read_source(self.app.db, Path(self.app.cfg.output_dir), generation_id)
         self.app.call_from_thread(self._source_ready, source, picture)
 
     def _source_ready(self, source: InpaintSource, picture: Image.Image) -> None:
@@ -470,7 +468,7 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
 
     def _mask_file_failed(self, message: str) -> None:
         self._error(f"Mask file: {message}")
-        self.app.notify_error("Cannot load the mask", message)  # type: ignore[attr-defined]
+        self.app.notify_error("Cannot load the mask", message)
 
     def _mask_file_loaded(self, model: MaskModel, mask: Image.Image, path: str, note: str) -> None:
         if model is not self.canvas.model:
@@ -490,7 +488,7 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
         elif self.focused is not canvas:
             canvas.focus()
         else:
-            self.app.show_main("history")  # type: ignore[attr-defined]
+            self.app.show_main("history")
 
     # ------------------------------------------------------------------ submitting
 
@@ -544,7 +542,7 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
             request.pop("scheduler", None)
         if "model" in request:
             try:
-                self.app.catalog().find(request["model"], kind="image")  # type: ignore[attr-defined]
+                self.app.catalog().find(request["model"], kind="image")
             except CatalogError:
                 del request["model"]  # the source's model is gone: the default model paints instead
         return request
@@ -563,17 +561,17 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
     @work(group="inpaint-submit", exit_on_error=False)
     async def _submit(self, request: dict[str, Any], mask: Image.Image) -> None:
         app = self.app
-        folder = app.home.root / "cache" / "masks"  # type: ignore[attr-defined]
+        folder = app.home.root / "cache" / "masks"
         path = await asyncio.to_thread(write_mask, mask, folder)
         self.last_mask_path = path
         request["mask_image"] = str(path)
         progress = self.query_one("#inpaint-progress", JobProgressBar)
         self._submitting += 1
         try:
-            job = await app.submit("generate", request)  # type: ignore[attr-defined]
+            job = await app.submit("generate", request)
         except (RequestFailed, ServiceUnavailable) as exc:
             self._error(str(exc))
-            app.notify_error("Cannot inpaint", str(exc))  # type: ignore[attr-defined]
+            app.notify_error("Cannot inpaint", str(exc))
             return
         finally:
             self._submitting -= 1
@@ -618,7 +616,7 @@ class InpaintScreen(ReportsWorkerErrors, Screen):
             self.result_ids.append(gid)
             parent = self.source.id if self.source else "?"
             self._job_status(f"Result #{gid} recorded as a child of #{parent} (kind inpaint). "
-                             f"The mask stays: change it and {self.app.key_label('inpaint.submit')} again.")  # type: ignore[attr-defined]
+                             f"The mask stays: change it and {self.app.key_label('inpaint.submit')} again.")
         elif message.final:
             if message.job_id == self.job_id:
                 progress.finish(message.event, d.get("reason", "") if message.event == "failed" else "")

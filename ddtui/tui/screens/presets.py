@@ -9,7 +9,6 @@ Database work runs in thread workers; the screen keeps no Pony objects.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,9 +20,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import (
-    Button,
     Checkbox,
     ContentSwitcher,
     Footer,
@@ -35,11 +33,10 @@ from textual.widgets import (
     TextArea,
 )
 from textual.widgets.option_list import Option
-from textual.worker import Worker, WorkerState
 
 from ...catalog.models import FLAGS, PARAM_RULES, SAMPLERS, SCHEDULERS, Catalog, CatalogError, ModelEntry, check_params
 from ...db.entities import utcnow
-from .history import ScreenPaletteCommands, report_worker_error
+from .base import ConfirmDialog, MainScreen, ScreenPaletteCommands, title_bars
 
 LLM_ROLES = ("tagging", "enhance", "variations", "styles")
 # Form fields for the numeric parameters: (name, label, whole number?).
@@ -182,42 +179,6 @@ def _preset_label(name: str, model: str) -> Content:
 # ------------------------------------------------------------------ dialogs
 
 
-class ConfirmDialog(ModalScreen[bool]):
-    """A yes/no question (y confirms, n or escape keeps things as they are)."""
-
-    CSS_PATH = "presets.tcss"
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
-    ]
-
-    def __init__(self, question: str, yes: str = "Delete") -> None:
-        super().__init__()
-        self.question = question
-        self.yes = yes
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-dialog"):
-            yield Static(self.question, id="confirm-question", markup=False)
-            with Horizontal(id="confirm-buttons"):
-                yield Button(f"{self.yes} (y)", variant="error", id="confirm-yes")
-                yield Button("Keep (n)", id="confirm-no")
-
-    def on_mount(self) -> None:
-        self.query_one("#confirm-no", Button).focus()
-
-    @on(Button.Pressed, "#confirm-yes")
-    def _yes(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#confirm-no")
-    def _no(self) -> None:
-        self.dismiss(False)
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
-
-
 class ModelPicker(ModalScreen[str | None]):
     """Choose a catalog model (enter picks, escape cancels)."""
 
@@ -252,10 +213,11 @@ class ModelPicker(ModalScreen[str | None]):
 # ------------------------------------------------------------------ the screen
 
 
-class PresetsScreen(Screen[None]):
+class PresetsScreen(MainScreen[None]):
     """Image and LLM presets: create from the catalog, edit with validation, load into Generate, delete."""
 
     CSS_PATH = "presets.tcss"
+    TITLE = "Presets"
     COMMANDS = {ScreenPaletteCommands}
 
     BINDINGS = [
@@ -285,6 +247,7 @@ class PresetsScreen(Screen[None]):
         self._select_after_load: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
+        yield from title_bars()
         with Horizontal(id="presets-body"):
             with Vertical(id="presets-lists"):
                 yield Label("Image presets", classes="presets-heading")
@@ -347,7 +310,7 @@ class PresetsScreen(Screen[None]):
 
     @work(thread=True, group="presets-catalog", exit_on_error=False)
     def _load_catalog(self) -> None:
-        catalog = self.app.catalog()  # type: ignore[attr-defined]  # scans the model folder: not on the UI thread
+        catalog = self.app.catalog()  # scans the model folder: not on the UI thread
         self.app.call_from_thread(self._catalog_loaded, catalog)
 
     def _catalog_loaded(self, catalog: Catalog) -> None:
@@ -367,7 +330,7 @@ class PresetsScreen(Screen[None]):
 
     @work(thread=True, group="presets-load", exclusive=True, exit_on_error=False)
     def _load_presets(self) -> None:
-        images, llms = list_presets(self.app.db)  # type: ignore[attr-defined]
+        images, llms = list_presets(self.app.db)
         self.app.call_from_thread(self._presets_loaded, images, llms)
 
     def _presets_loaded(self, images: list[ImagePresetData], llms: list[LLMPresetData]) -> None:
@@ -533,7 +496,7 @@ class PresetsScreen(Screen[None]):
         entry = next((e for e in self.catalog_entries if e.rel_path == rel_path), None)
         if entry is None:
             return
-        cfg_llm = self.app.cfg["llm"]  # type: ignore[attr-defined]
+        cfg_llm = self.app.cfg["llm"]
         sc = entry.sidecar
         taken = {p.name for p in self.llm_presets}
         name, n = entry.name, 2
@@ -562,9 +525,9 @@ class PresetsScreen(Screen[None]):
     def _save(self, data: ImagePresetData | LLMPresetData) -> None:
         try:
             if isinstance(data, ImagePresetData):
-                preset_id = save_image_preset(self.app.db, data)  # type: ignore[attr-defined]
+                preset_id = save_image_preset(self.app.db, data)
             else:
-                preset_id = save_llm_preset(self.app.db, data)  # type: ignore[attr-defined]
+                preset_id = save_llm_preset(self.app.db, data)
         except PresetError as exc:
             self.app.call_from_thread(self._save_failed, data, str(exc))
             return
@@ -591,9 +554,7 @@ class PresetsScreen(Screen[None]):
                         exit_on_error=False)
 
     async def _open_in_generate(self, params: dict[str, Any]) -> None:
-        result = self.app.open_in_generate(params)  # type: ignore[attr-defined]
-        if inspect.isawaitable(result):
-            await result
+        self.app.open_in_generate(params)
 
     def action_delete(self) -> None:
         preset = self.editing
@@ -611,7 +572,7 @@ class PresetsScreen(Screen[None]):
 
     @work(thread=True, group="presets-delete", exit_on_error=False)
     def _delete(self, kind: str, preset_id: int) -> None:
-        delete_preset(self.app.db, kind, preset_id)  # type: ignore[attr-defined]
+        delete_preset(self.app.db, kind, preset_id)
         self.app.call_from_thread(self._deleted)
 
     def _deleted(self) -> None:
@@ -623,7 +584,3 @@ class PresetsScreen(Screen[None]):
     def action_focus_list(self) -> None:
         target = "#llm-presets" if isinstance(self.editing, LLMPresetData) else "#image-presets"
         self.query_one(target, OptionList).focus()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:
-            report_worker_error(self, event.worker)

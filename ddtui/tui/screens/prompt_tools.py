@@ -1,15 +1,21 @@
-"""The generate screen's prompt-tool dialogs: the streamed LLM enhancement, the LLM's style proposals, the
-prompt library's snippets, and a box to paste an AUTOMATIC1111 parameters block into.
+"""The Generate screen's prompt tools: the controller that runs them (`PromptTools`) and their dialogs.
 
-Each dialog only shows and answers (`dismiss`); the generate screen submits the LLM jobs, feeds their tokens
-and answers in (`add_text`, `finish`, `fail`) and applies what was chosen.
+The tools: LLM enhancement (streamed into a preview, accepted or not), style extraction (the LLM's proposals,
+the chosen ones saved as styles), snippets from the prompt library, an AUTOMATIC1111 parameters block pasted
+into the form, and LoRA tags inserted at the cursor with their trigger words once.
+
+Each dialog only shows and answers (`dismiss`). `PromptTools` submits the LLM jobs through its screen (which
+routes each job's events back to it), feeds tokens and answers into the dialogs (`add_text`, `finish`,
+`fail`) and applies what was chosen to the form.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, Protocol
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,10 +24,260 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, SelectionList, Static, TextArea
 from textual.widgets.option_list import Option
+from textual.worker import Worker
 
-from .styles import SnippetData
+from ...catalog.models import SAMPLERS, SCHEDULERS, Catalog, ModelEntry
+from ...core.client import RequestFailed, ServiceUnavailable
+from ...core.metadata import parse_parameters_text
+from ...core.prompt_tools import (
+    STYLES_SCHEMA,
+    PromptToolError,
+    enhance_messages,
+    read_enhanced,
+    read_styles,
+    styles_messages,
+)
+from ...core.styles import StyleError, save_style
+from ..host import Host
+from ..messages import JobEvent, JobPreview, JobProgress
+from ..prompt_library import SnippetData, count_snippet_use, list_snippets, list_styles
+from ..prompt_text import lora_tag, missing_words
+from ..widgets.generate_form import GenerateForm
 
 CSS = Path(__file__).parent / "prompt_tools.tcss"
+
+
+JobMessage = JobEvent | JobProgress | JobPreview
+
+
+class ToolScreen(Protocol):
+    """What the prompt tools need of the screen they work for."""
+
+    @property
+    def app(self) -> Host: ...
+
+    @property
+    def form(self) -> GenerateForm: ...
+
+    def status(self, text: str) -> None: ...
+
+    def run_worker(self, work: Any, *, group: str = ..., thread: bool = ..., exit_on_error: bool = ...
+                   ) -> Worker[Any]: ...
+
+    async def submit_job(self, kind: str, params: dict[str, Any], handler: Callable[[JobMessage], None],
+                         priority: int = 0, on_queued: Callable[[str], bool] | None = None) -> dict[str, Any]: ...
+
+    def forget_job(self, job_id: str) -> bool: ...
+
+    def cancel_job(self, job_id: str, note: bool = True) -> Awaitable[None] | Any: ...
+
+
+class PromptTools:
+    """Runs the prompt tools for one Generate screen (see the module docstring)."""
+
+    def __init__(self, screen: ToolScreen) -> None:
+        self.screen = screen
+
+    @property
+    def app(self) -> Host:
+        return self.screen.app
+
+    @property
+    def form(self) -> GenerateForm:
+        return self.screen.form
+
+    # ------------------------------------------------------------------ the LLM tools
+
+    def _can_ask(self, prompt: str) -> bool:
+        if not prompt.strip():
+            self.app.notify("Write a prompt first.", severity="warning")
+            return False
+        if self.app.client is None:
+            self.app.notify_error("The prompt tools need the service",
+                                  f"the LLM runs in the ddtui service: {self.app.service_reason}")
+            return False
+        return True
+
+    def _ask(self, messages: list[dict[str, str]], params: dict[str, Any], handler: Callable[[JobEvent], None],
+             dialog: EnhanceDialog | StyleProposals) -> None:
+        """Submit a chat job for `dialog`; its events go to `handler` (the last one is final)."""
+        def route(message: JobMessage) -> None:
+            if isinstance(message, JobEvent):
+                handler(message)
+
+        def queued(job_id: str) -> bool:
+            dialog.job_id = job_id
+            return dialog.is_attached  # closed before the service answered: nobody wants the answer
+
+        async def submit() -> None:
+            try:
+                await self.screen.submit_job("chat", {"messages": messages, "params": params}, route, priority=5,
+                                             on_queued=queued)
+            except (RequestFailed, ServiceUnavailable) as exc:
+                handler(JobEvent("", "failed", {"reason": "service", "message": str(exc)}))
+
+        self.screen.run_worker(submit(), group="generate-llm", exit_on_error=False)
+
+    def _closed(self, dialog: EnhanceDialog | StyleProposals) -> None:
+        if dialog.job_id and self.screen.forget_job(dialog.job_id):  # the LLM still writes: stop it
+            self.screen.cancel_job(dialog.job_id, note=False)
+
+    def enhance(self) -> None:
+        prompt = self.form.prompt_text().strip()
+        if not self._can_ask(prompt):
+            return
+        dialog = EnhanceDialog(prompt)
+        self.app.push_screen(dialog, partial(self._enhance_answer, dialog))
+        system = self.app.cfg["llm"]["system_prompts"]["enhance"]
+        self._ask(enhance_messages(system, prompt), {"max_tokens": 300, "temperature": 0.7, "stream": True},
+                  partial(self._enhance_event, dialog, prompt), dialog)
+
+    def _enhance_event(self, dialog: EnhanceDialog, original: str, message: JobEvent) -> None:
+        if not dialog.is_attached:
+            return
+        d = message.data
+        if message.event == "token":
+            dialog.add_text(str(d.get("text", "")))
+        elif message.event == "done":
+            try:
+                dialog.finish(read_enhanced(str(d.get("text", "")), original))
+            except PromptToolError as exc:
+                dialog.fail(str(exc))
+        elif message.final:
+            dialog.fail(f"the LLM job {message.event}: {d.get('message', '')}".strip(": "))
+
+    def _enhance_answer(self, dialog: EnhanceDialog, enhanced: str | None) -> None:
+        self._closed(dialog)
+        if enhanced:
+            self.form.replace_prompt(enhanced)
+            self.screen.status("The prompt is the enhanced one; ctrl+z in the prompt brings yours back.")
+
+    def extract_styles(self) -> None:
+        prompt = self.form.prompt_text().strip()
+        if not self._can_ask(prompt):
+            return
+        dialog = StyleProposals(prompt)
+        self.app.push_screen(dialog, partial(self._styles_chosen, dialog))
+        system = self.app.cfg["llm"]["system_prompts"]["styles"]
+        self._ask(styles_messages(system, prompt), {"json_schema": STYLES_SCHEMA, "max_tokens": 900, "stream": False},
+                  partial(self._styles_event, dialog), dialog)
+
+    def _styles_event(self, dialog: StyleProposals, message: JobEvent) -> None:
+        if not dialog.is_attached or not message.final:
+            return
+        if message.event != "done":
+            dialog.fail(f"the LLM job {message.event}: {message.data.get('message', '')}")
+            return
+        try:
+            dialog.show(read_styles(str(message.data.get("text", ""))))
+        except PromptToolError as exc:
+            dialog.fail(str(exc))
+
+    def _styles_chosen(self, dialog: StyleProposals, chosen: list[dict[str, str]] | None) -> None:
+        self._closed(dialog)
+        if chosen:
+            self.screen.run_worker(partial(self._save_styles, chosen), group="generate-styles", thread=True,
+                                   exit_on_error=False)
+
+    def _save_styles(self, chosen: list[dict[str, str]]) -> None:
+        """Blocking (a thread worker): save the chosen styles, then show the style list again."""
+        app = self.app
+        saved, problems = [], []
+        for style in chosen:
+            try:
+                save_style(app.db, style["name"], style["prompt"], style.get("negative_prompt", ""))
+                saved.append(style["name"])
+            except StyleError as exc:
+                problems.append(str(exc))
+        styles = [(s.name, s.prompt, s.negative_prompt) for s in list_styles(app.db)]
+        app.call_from_thread(self._styles_saved, styles, saved, problems)
+
+    def _styles_saved(self, styles: list[tuple[str, str, str]], saved: list[str], problems: list[str]) -> None:
+        self.form.show_styles(styles)
+        if saved:
+            self.app.notify(f"Saved {', '.join(saved)}: toggle them in the style list.", title="Styles", markup=False)
+        if problems:
+            self.app.notify_error("Some styles were not saved", "\n".join(problems))
+
+    # ------------------------------------------------------------------ the prompt library, parameters, LoRAs
+
+    def insert_snippet(self) -> None:
+        self.screen.run_worker(self._load_snippets, group="generate-snippets", thread=True, exit_on_error=False)
+
+    def _load_snippets(self) -> None:
+        snippets = list_snippets(self.app.db, "use")
+        self.app.call_from_thread(self.app.push_screen, SnippetPicker(snippets), self._snippet_chosen)
+
+    def _snippet_chosen(self, snippet: SnippetData | None) -> None:
+        if snippet is None or snippet.id is None:
+            return
+        self.form.insert_at_cursor(snippet.content)
+        self.screen.run_worker(partial(count_snippet_use, self.app.db, snippet.id), group="generate-snippets",
+                               thread=True, exit_on_error=False)
+
+    def paste_parameters(self) -> None:
+        self.app.push_screen(PasteParameters(), self._parameters_pasted)
+
+    def _parameters_pasted(self, text: str | None) -> None:
+        if not text:
+            return
+        values, notes = fill_from_parameters(parse_parameters_text(text), SAMPLERS, SCHEDULERS)
+        if not values.get("prompt"):
+            self.app.notify_error("Nothing to fill", "the pasted text has no prompt")
+            return
+        self.form.load_params(values)
+        self.form.focus_prompt()
+        filled = ", ".join(k for k in ("steps", "cfg", "sampler", "scheduler", "seed", "width") if k in values)
+        note = f" Left out: {'; '.join(notes)}." if notes else ""
+        self.app.notify(f"Prompt, negative prompt{', ' + filled.replace('width', 'size') if filled else ''} "
+                        f"filled.{note}", title="Parameters pasted", timeout=10, markup=False)
+        self.screen.status(f"Pasted parameters.{note}")
+
+    def insert_lora(self) -> None:
+        self.app.push_screen(LoraPicker(self.app.catalog()), self._lora_chosen)
+
+    def _lora_chosen(self, entry: ModelEntry | None) -> None:
+        if entry is None:
+            return
+        sc = entry.sidecar
+        words = missing_words(self.form.prompt_text(), sc.trigger_words if sc else [])
+        # The trigger words go right after the tag, and only those the prompt lacks.
+        self.form.insert_at_cursor(lora_tag(entry.name, sc.default_weight if sc else 1.0) +
+                                   (f" {', '.join(words)}" if words else ""))
+
+
+# ------------------------------------------------------------------ dialogs
+
+
+class LoraPicker(ModalScreen[ModelEntry | None]):
+    """Pick a LoRA from the catalog; answers its catalog entry (the tools insert the tag and trigger words)."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("escape", "dismiss_none", "Close", id="generate.lora.close")]
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__()
+        self.entries = [e for e in catalog.of_kind("lora") if e.usable]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="lora-box"):
+            yield Label("Insert a LoRA at the cursor  (enter: insert, esc: close)", id="lora-title")
+            options = []
+            for e in self.entries:
+                sc = e.sidecar
+                weight = sc.default_weight if sc else 1.0
+                trigger = f" — trigger: {', '.join(sc.trigger_words)}" if sc and sc.trigger_words else ""
+                options.append(Option(escape(f"{e.name}  (weight {weight:g}){trigger}"), id=e.rel_path))
+            if not options:
+                options.append(Option("No LoRA files in models/lora/", id="", disabled=True))
+            yield OptionList(*options, id="lora-list")
+
+    @on(OptionList.OptionSelected, "#lora-list")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(next((e for e in self.entries if e.rel_path == event.option.id), None))
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
 
 
 class EnhanceDialog(ModalScreen[str | None]):

@@ -18,15 +18,14 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.reactive import reactive
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Static
 
 from ...core.client import RequestFailed, ServiceUnavailable
 from ...core.queue import JobInfo, JobQueue
-from ..app import ReportsWorkerErrors, ScreenNav
 from ..keys import bindings_for
 from ..messages import JobEvent, JobProgress, ServiceState
 from ..widgets.progress import format_seconds
+from .base import MainScreen, title_bars
 
 ACTIVE = ("running", "queued", "failed")
 FINISHED_SHOWN = 100
@@ -55,7 +54,7 @@ def progress_cell(fraction: float, width: int = 10) -> Text:
     return text
 
 
-class QueueScreen(ReportsWorkerErrors, Screen):
+class QueueScreen(MainScreen[None]):
     """Every queued, running and failed job (and, with `a`, the finished ones)."""
 
     CSS_PATH = Path(__file__).parent / "queue.tcss"
@@ -71,8 +70,7 @@ class QueueScreen(ReportsWorkerErrors, Screen):
         self._reload_pending = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield ScreenNav()
+        yield from title_bars()
         yield Static("", id="queue-summary")
         table: DataTable = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
@@ -96,7 +94,7 @@ class QueueScreen(ReportsWorkerErrors, Screen):
 
     @work(group="queue-load", thread=True, exclusive=True, exit_on_error=False)
     def reload(self) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.app.db
         queue = JobQueue(db)
         jobs = queue.list(ACTIVE, limit=300)
         if self.show_all:
@@ -126,7 +124,8 @@ class QueueScreen(ReportsWorkerErrors, Screen):
             f"image #{job.generation_id}" if job.generation_id else "")
         if job.type == "generate" and job.payload.get("batch", 1) > 1:
             what = f"×{job.payload['batch']} {what}"
-        note = job.error or ""
+        # A cancelled job's error is the lost attempt's (a cancel now ends its worker): the cancel is the news.
+        note = "cancelled" if job.state == "cancelled" else job.error or ""
         if job.state == "done" and job.result.get("generation_ids"):
             note = "→ " + " ".join(f"#{i}" for i in job.result["generation_ids"][:6])
         elif job.state == "running" and job.started is not None:
@@ -150,7 +149,7 @@ class QueueScreen(ReportsWorkerErrors, Screen):
         parts = [f"{counts.get(s, 0)} {s}" for s in ("running", "queued", "failed")]
         state = "[b red]PAUSED[/] (p resumes)" if self.paused else "[green]running[/] (p pauses)"
         scope = "all jobs (a: active only)" if self.show_all else "active jobs (a: also finished)"
-        offline = "" if self.app.link.connected else "  [yellow]service offline: actions need it[/]"  # type: ignore[attr-defined]
+        offline = "" if self.app.link.connected else "  [yellow]service offline: actions need it[/]"
         self.query_one("#queue-summary", Static).update(f"Queue {state} · {', '.join(parts)} · {scope}{offline}")
 
     def selected_job_id(self) -> str | None:
@@ -177,7 +176,8 @@ class QueueScreen(ReportsWorkerErrors, Screen):
             text = (f"Job {job.id} · {job.type} · {job.state} · created {local(job.created):%Y-%m-%d %H:%M:%S}{took}"
                     + (f" · group {escape(job.group)}" if job.group else "")
                     + (f"\n{escape(_clip(prompt, 300))}" if prompt else "")
-                    + (f"\n[red]{escape(_clip(job.error, 300))}[/]" if job.error else ""))
+                    + (f"\n[red]{escape(_clip(job.error, 300))}[/]" if job.error and job.state != "cancelled"
+                       else ""))
         self.query_one("#queue-detail", Static).update(text)
 
     def _schedule_reload(self) -> None:
@@ -218,11 +218,15 @@ class QueueScreen(ReportsWorkerErrors, Screen):
 
     def action_cancel(self) -> None:
         if job := self._job_or_warn():
-            self.send("cancel_job", {"job_id": str(job.id), "now": False}, f"Cancel job {job.id}")
+            after = " after the current image" if job.state == "running" else ""
+            self.send("cancel_job", {"job_id": str(job.id), "now": False}, f"Cancel job {job.id}",
+                      f"Job {job.id} is cancelled; it stops{after}." if after else f"Job {job.id} is cancelled.")
 
     def action_cancel_now(self) -> None:
         if job := self._job_or_warn():
-            self.send("cancel_job", {"job_id": str(job.id), "now": True}, f"Cancel job {job.id} now")
+            restart = " (its worker restarts with the model)" if job.state == "running" else ""
+            self.send("cancel_job", {"job_id": str(job.id), "now": True}, f"Cancel job {job.id} now",
+                      f"Job {job.id} is cancelled at once{restart}.")
 
     def action_retry(self) -> None:
         if job := self._job_or_warn():
@@ -243,16 +247,18 @@ class QueueScreen(ReportsWorkerErrors, Screen):
         self.reload()
 
     @work(group="queue-action", exit_on_error=False)
-    async def send(self, request: str, content: dict[str, Any], what: str) -> None:
+    async def send(self, request: str, content: dict[str, Any], what: str, done: str = "") -> None:
         try:
-            result = await self.app.request(request, content)  # type: ignore[attr-defined]
+            result = await self.app.request(request, content)
         except (RequestFailed, ServiceUnavailable) as exc:
-            self.app.notify_error(f"{what}: refused", str(exc))  # type: ignore[attr-defined]
+            self.app.notify_error(f"{what}: refused", str(exc))
             return
         if "paused" in result:
             self.paused = bool(result["paused"])
             self.notify("Queue paused: running jobs finish, nothing new starts." if self.paused
                         else "Queue resumed.", title="Queue")
+        elif done:
+            self.notify(done, title=what, timeout=4)
         elif "job" in result:
             job = result["job"]
             self.notify(f"Job {job.get('id')} is {job.get('state')} (priority {job.get('priority')}).",

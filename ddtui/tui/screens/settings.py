@@ -17,15 +17,14 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Checkbox, Footer, Input, Label, Select, Static, TextArea
 
 from ...config import DEFAULTS, ConfigError, validate, write_json_atomic
-from ..app import ReportsWorkerErrors, ScreenNav
 from ..keys import bindings_for
 from ..messages import SettingsChanged
 from ..widgets.image import CHOICES as IMAGE_CHOICES
+from .base import MainScreen, title_bars
 
 HELP: dict[str, str] = {
     "paths.model_dir": "empty: <home>/models",
@@ -81,7 +80,7 @@ def flat(data: dict[str, Any]) -> dict[str, str]:
     return {key: json.dumps(get_dotted(data, key), sort_keys=True) for key, _ in leaves(DEFAULTS)}
 
 
-class SettingsScreen(ReportsWorkerErrors, Screen):
+class SettingsScreen(MainScreen[None]):
     """Edit config.json; ctrl+s checks and saves, ctrl+r goes back to what is saved."""
 
     CSS_PATH = Path(__file__).parent / "settings.tcss"
@@ -94,8 +93,7 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
         self._checked: dict[str, object] = {}  # field -> the value its shown error is about
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield ScreenNav()
+        yield from title_bars()
         yield Static("", id="settings-summary")
         with VerticalScroll(id="settings-form"):
             section = ""
@@ -133,9 +131,9 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
         return Input(id=fid, compact=True)
 
     def on_mount(self) -> None:
-        self.fill(self.app.cfg.data)  # type: ignore[attr-defined]
+        self.fill(self.app.cfg.data)
         self.query_one("#settings-summary", Static).update(
-            f"{escape(str(self.app.cfg.path))}  [dim]ctrl+s: check and save · ctrl+r: revert[/]")  # type: ignore[attr-defined]
+            f"{escape(str(self.app.cfg.path))}  [dim]ctrl+s: check and save · ctrl+r: revert[/]")
 
     def fill(self, data: dict[str, Any]) -> None:
         for dotted in self.keys:
@@ -207,7 +205,7 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
         for dotted in self.keys:
             self._field_error(dotted, "")
         data, errors = self.read_form()
-        path = self.app.cfg.path or self.app.home.config_file  # type: ignore[attr-defined]
+        path = self.app.cfg.path or self.app.home.config_file
         if not errors:
             try:
                 merged = validate(data, path)
@@ -230,13 +228,13 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
 
     @work(group="settings-save", thread=True, exit_on_error=False, exclusive=True)
     def write(self, merged: dict[str, Any]) -> None:
-        cfg = self.app.cfg  # type: ignore[attr-defined]
+        cfg = self.app.cfg
         before = flat(cfg.data)
-        write_json_atomic(cfg.path or self.app.home.config_file, merged)  # type: ignore[attr-defined]
+        write_json_atomic(cfg.path or self.app.home.config_file, merged)
         self.app.call_from_thread(self._saved, before, merged)
 
     def _saved(self, before: dict[str, str], merged: dict[str, Any]) -> None:
-        cfg = self.app.cfg  # type: ignore[attr-defined]
+        cfg = self.app.cfg
         cfg.data = merged
         after = flat(merged)
         changed = [k for k in after if after[k] != before.get(k)]
@@ -249,12 +247,12 @@ class SettingsScreen(ReportsWorkerErrors, Screen):
         self.app.post_message(SettingsChanged(changed))
 
     def action_revert(self) -> None:
-        self.fill(self.app.cfg.data)  # type: ignore[attr-defined]
+        self.fill(self.app.cfg.data)
         self.query_one("#settings-summary", Static).update("Reverted to the saved file.")
 
     def on_settings_changed(self, message: SettingsChanged) -> None:
         if "ui.theme" in message.changed:
-            self.fill(self.app.cfg.data)  # type: ignore[attr-defined]
+            self.fill(self.app.cfg.data)
 
     @on(Input.Changed)
     def _clear_error(self, event: Input.Changed) -> None:

@@ -2,148 +2,49 @@
 
 A style's text is checked as it is typed (`check_style_text`): a broken placeholder is shown, with the
 StyleError message, under the field it is in, and such a style is never saved. The preview applies the style
-(`apply_style`) to the app's current prompt (`app.current_prompt`, a string or a callable returning one, when
-the app has it) or to a sample. Inserting a snippet calls `app.open_in_generate({"insert": text})` and counts
+(`apply_style`) to the Generate screen's prompt (`app.current_prompt`) or, while that is empty, to a
+sample. Inserting a snippet calls `app.open_in_generate({"insert": text})` and counts
 the use; the library is sorted by use (or by label).
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from pony.orm import db_session
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static, TabbedContent, TabPane, TextArea
 from textual.widgets.option_list import Option
-from textual.worker import Worker, WorkerState
 
-from ...core.styles import PLACEHOLDER, StyleError, apply_style, check_style_text
-from .history import ScreenPaletteCommands, report_worker_error
-from .presets import ConfirmDialog
+from ...core.styles import PLACEHOLDER, StyleError, apply_style
+from ..prompt_library import (
+    SnippetData,
+    SnippetError,
+    StyleData,
+    count_snippet_use,
+    delete_snippet,
+    delete_style,
+    field_errors,
+    list_snippets,
+    list_styles,
+    save_snippet,
+    save_style_data,
+)
+from .base import ConfirmDialog, MainScreen, ScreenPaletteCommands, title_bars
 
 SAMPLE_PROMPT = "a lighthouse on a cliff at dusk"
 SNIPPET_SORTS = ("use", "label")
 
 
-@dataclass
-class StyleData:
-    id: int | None
-    name: str
-    prompt: str = PLACEHOLDER + ", "
-    negative_prompt: str = ""
-
-
-@dataclass
-class SnippetData:
-    id: int | None
-    label: str
-    content: str
-    category: str = "general"
-    use_count: int = 0
-
-
-class SnippetError(ValueError):
-    """A snippet that cannot be saved; the message names the field."""
-
-
-# ------------------------------------------------------------------ database (worker threads)
-
-
-def list_styles(db: Any) -> list[StyleData]:
-    with db_session:
-        return [StyleData(s.id, s.name, s.prompt, s.negative_prompt or "")
-                for s in db.Style.select().order_by(lambda s: s.name)]
-
-
-def field_errors(name: str, prompt: str, negative: str) -> dict[str, str]:
-    """StyleError messages per field ("name", "prompt", "negative"), each checked on its own."""
-    errors: dict[str, str] = {}
-    label = name.strip() or "(unnamed)"
-    for key, args in (("name", (name, "", "")), ("prompt", (label, prompt, "")), ("negative", (label, "", negative))):
-        try:
-            check_style_text(*args)
-        except StyleError as exc:
-            errors[key] = str(exc)
-    return errors
-
-
-def save_style_data(db: Any, data: StyleData) -> int:
-    """Create or update (and rename) a style; StyleError when its text is broken or the name is taken."""
-    check_style_text(data.name, data.prompt, data.negative_prompt)
-    name = data.name.strip()
-    with db_session:
-        other = db.Style.get(name=name)
-        if other is not None and other.id != data.id:
-            raise StyleError(f"there is already a style named {name!r}")
-        if data.id is None:
-            style = db.Style(name=name, prompt=data.prompt, negative_prompt=data.negative_prompt)
-        else:
-            style = db.Style[data.id]
-            style.set(name=name, prompt=data.prompt, negative_prompt=data.negative_prompt)
-        style.flush()
-        return style.id
-
-
-def delete_style(db: Any, style_id: int) -> None:
-    with db_session:
-        style = db.Style.get(id=style_id)
-        if style is not None:
-            style.delete()
-
-
-def list_snippets(db: Any, sort: str = "use") -> list[SnippetData]:
-    with db_session:
-        rows = [SnippetData(s.id, s.label, s.content, s.category, s.use_count) for s in db.PromptSnippet.select()]
-    if sort == "label":
-        return sorted(rows, key=lambda s: (s.label.lower(), s.id or 0))
-    return sorted(rows, key=lambda s: (-s.use_count, s.label.lower(), s.id or 0))
-
-
-def save_snippet(db: Any, data: SnippetData) -> int:
-    if not data.label.strip():
-        raise SnippetError("label: a snippet needs a label")
-    if not data.content.strip():
-        raise SnippetError("content: a snippet needs some text")
-    category = data.category.strip().lower() or "general"
-    with db_session:
-        if data.id is None:
-            snippet = db.PromptSnippet(label=data.label.strip(), content=data.content, category=category)
-        else:
-            snippet = db.PromptSnippet[data.id]
-            snippet.set(label=data.label.strip(), content=data.content, category=category)
-        snippet.flush()
-        return snippet.id
-
-
-def count_snippet_use(db: Any, snippet_id: int) -> int:
-    with db_session:
-        snippet = db.PromptSnippet[snippet_id]
-        snippet.use_count += 1
-        return snippet.use_count
-
-
-def delete_snippet(db: Any, snippet_id: int) -> None:
-    with db_session:
-        snippet = db.PromptSnippet.get(id=snippet_id)
-        if snippet is not None:
-            snippet.delete()
-
-
-# ------------------------------------------------------------------ the screen
-
-
-class StylesScreen(Screen[None]):
+class StylesScreen(MainScreen[None]):
     """Styles with a live preview, and the prompt library of reusable snippets."""
 
     CSS_PATH = "styles.tcss"
+    TITLE = "Styles"
     COMMANDS = {ScreenPaletteCommands}
 
     BINDINGS = [
@@ -179,6 +80,7 @@ class StylesScreen(Screen[None]):
         self._snippet_after_load: int | None = None
 
     def compose(self) -> ComposeResult:
+        yield from title_bars()
         with TabbedContent(id="styles-tabs", initial="tab-styles"):
             with TabPane("Styles", id="tab-styles"):
                 with Horizontal(classes="styles-body"):
@@ -232,10 +134,8 @@ class StylesScreen(Screen[None]):
             sample.value = current
 
     def _current_prompt(self) -> str:
-        current = getattr(self.app, "current_prompt", None)
-        if callable(current):
-            current = current()
-        return current if isinstance(current, str) and current.strip() else SAMPLE_PROMPT
+        current = self.app.current_prompt
+        return current if current.strip() else SAMPLE_PROMPT
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("insert_snippet", "toggle_sort") and self.is_mounted:
@@ -258,7 +158,7 @@ class StylesScreen(Screen[None]):
 
     @work(thread=True, group="styles-load", exclusive=True, exit_on_error=False)
     def _load_styles(self) -> None:
-        styles = list_styles(self.app.db)  # type: ignore[attr-defined]
+        styles = list_styles(self.app.db)
         self.app.call_from_thread(self._styles_loaded, styles)
 
     def _styles_loaded(self, styles: list[StyleData]) -> None:
@@ -339,7 +239,7 @@ class StylesScreen(Screen[None]):
     @work(thread=True, group="styles-save", exit_on_error=False)
     def _store_style(self, data: StyleData) -> None:
         try:
-            style_id = save_style_data(self.app.db, data)  # type: ignore[attr-defined]
+            style_id = save_style_data(self.app.db, data)
         except StyleError as exc:
             self.app.call_from_thread(self._style_save_failed, str(exc))
             return
@@ -364,7 +264,7 @@ class StylesScreen(Screen[None]):
 
     @work(thread=True, group="snippets-load", exclusive=True, exit_on_error=False)
     def _load_snippets(self, sort: str) -> None:
-        snippets = list_snippets(self.app.db, sort)  # type: ignore[attr-defined]
+        snippets = list_snippets(self.app.db, sort)
         self.app.call_from_thread(self._snippets_loaded, snippets)
 
     def _snippets_loaded(self, snippets: list[SnippetData]) -> None:
@@ -420,7 +320,7 @@ class StylesScreen(Screen[None]):
     @work(thread=True, group="snippets-save", exit_on_error=False)
     def _store_snippet(self, data: SnippetData) -> None:
         try:
-            snippet_id = save_snippet(self.app.db, data)  # type: ignore[attr-defined]
+            snippet_id = save_snippet(self.app.db, data)
         except SnippetError as exc:
             self.app.call_from_thread(self.query_one("#snippet-error", Label).update, Content(str(exc)))
             return
@@ -443,14 +343,12 @@ class StylesScreen(Screen[None]):
         self.run_worker(self._insert(snippet), group="snippets-insert", exit_on_error=False)
 
     async def _insert(self, snippet: SnippetData) -> None:
-        result = self.app.open_in_generate({"insert": snippet.content})  # type: ignore[attr-defined]
-        if inspect.isawaitable(result):
-            await result
+        self.app.open_in_generate({"insert": snippet.content})
         self._count_use(snippet.id)
 
     @work(thread=True, group="snippets-save", exit_on_error=False)
     def _count_use(self, snippet_id: int) -> None:
-        uses = count_snippet_use(self.app.db, snippet_id)  # type: ignore[attr-defined]
+        uses = count_snippet_use(self.app.db, snippet_id)
         self.app.call_from_thread(self._use_counted, snippet_id, uses)
 
     def _use_counted(self, snippet_id: int, uses: int) -> None:
@@ -503,9 +401,9 @@ class StylesScreen(Screen[None]):
     @work(thread=True, group="styles-delete", exit_on_error=False)
     def _delete(self, what: str, item_id: int) -> None:
         if what == "style":
-            delete_style(self.app.db, item_id)  # type: ignore[attr-defined]
+            delete_style(self.app.db, item_id)
         else:
-            delete_snippet(self.app.db, item_id)  # type: ignore[attr-defined]
+            delete_snippet(self.app.db, item_id)
         self.app.call_from_thread(self._deleted, what)
 
     def _deleted(self, what: str) -> None:
@@ -526,7 +424,3 @@ class StylesScreen(Screen[None]):
 
     def action_toggle_tab(self) -> None:
         self.action_show_tab("tab-styles" if self.on_snippets else "tab-snippets")
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:
-            report_worker_error(self, event.worker)

@@ -19,12 +19,11 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
-from ..app import ReportsWorkerErrors, ScreenNav
 from ..keys import bindings_for
 from ..messages import CoreStatus, ServiceState
+from .base import MainScreen, title_bars
 
 SAMPLE_EVERY_S = 1.0
 HISTORY = 120
@@ -206,7 +205,7 @@ class SystemProbe:
         return Sample(gpus, reason, self.system())
 
 
-class VramScreen(ReportsWorkerErrors, Screen):
+class VramScreen(MainScreen[None]):
     """GPU memory (or CPU and RAM), our workers' share of it, and the workers' states."""
 
     CSS_PATH = Path(__file__).parent / "vram.tcss"
@@ -222,14 +221,12 @@ class VramScreen(ReportsWorkerErrors, Screen):
 
     @property
     def probe(self) -> SystemProbe:
-        app = self.app
-        if getattr(app, "system_probe", None) is None:
-            app.system_probe = SystemProbe()  # type: ignore[attr-defined]
-        return app.system_probe  # type: ignore[attr-defined]
+        if not isinstance(self.app.system_probe, SystemProbe):
+            self.app.system_probe = SystemProbe()
+        return self.app.system_probe
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield ScreenNav()
+        yield from title_bars()
         yield Static("Reading devices…", id="vram-summary")
         devices: DataTable = DataTable(id="devices", cursor_type="none")
         yield devices
@@ -255,7 +252,7 @@ class VramScreen(ReportsWorkerErrors, Screen):
         procs = self.query_one("#processes", DataTable)
         for key, label in (("pid", "PID"), ("worker", "Worker"), ("where", "Where"), ("mem", "Memory")):
             procs.add_column(label, key=key)
-        self._show_workers(self.app.link.status)  # type: ignore[attr-defined]
+        self._show_workers(self.app.link.status)
         self.refresh_now()
         self.set_interval(self.sample_every, self._tick)
 
@@ -269,7 +266,7 @@ class VramScreen(ReportsWorkerErrors, Screen):
     @work(group="vram-sample", thread=True, exclusive=True, exit_on_error=False)
     def refresh_now(self) -> None:
         sample = self.probe.sample()
-        status = self.app.link.status  # type: ignore[attr-defined]
+        status = self.app.link.status
         pids = [int(w["pid"]) for w in status.get("workers", []) if w.get("pid")]
         if status.get("pid"):
             pids.append(int(status["pid"]))
@@ -331,7 +328,7 @@ class VramScreen(ReportsWorkerErrors, Screen):
     def _show_processes(self, sample: Sample, rss: dict[int, float | None]) -> None:
         table = self.query_one("#processes", DataTable)
         table.clear()
-        workers = {int(w["pid"]): w for w in self.app.link.status.get("workers", []) if w.get("pid")}  # type: ignore[attr-defined]
+        workers = {int(w["pid"]): w for w in self.app.link.status.get("workers", []) if w.get("pid")}
         rows = 0
         for g in sample.gpus:
             for pid, mb in sorted(g.processes.items()):
@@ -339,7 +336,7 @@ class VramScreen(ReportsWorkerErrors, Screen):
                 table.add_row(str(pid), name, f"GPU {g.index}", human_mb(mb))
                 rows += 1
         if not sample.gpus:
-            service_pid = self.app.link.status.get("pid")  # type: ignore[attr-defined]
+            service_pid = self.app.link.status.get("pid")
             named = {pid: w.get("name", "?") for pid, w in workers.items()}
             if service_pid:
                 named[int(service_pid)] = "ddtui service"
@@ -363,9 +360,9 @@ class VramScreen(ReportsWorkerErrors, Screen):
         table = self.query_one("#workers", DataTable)
         table.clear()
         workers = status.get("workers", [])
-        if not self.app.link.connected:  # type: ignore[attr-defined]
+        if not self.app.link.connected:
             table.add_row("-", "", Text("service offline", style="yellow"), "", "", "", "", "",
-                          self.app.link.reason)  # type: ignore[attr-defined]
+                          self.app.link.reason)
             return
         for w in workers:
             state = w.get("state", "")
