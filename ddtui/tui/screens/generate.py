@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from pony.orm import db_session
 from rich.markup import escape
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
@@ -41,6 +41,7 @@ from .prompt_tools import JobMessage, PromptTools
 
 FORM_SETTING = "tui.generate.form"
 EARLY_KEEP = 500
+SHORT_TERMINAL = 36  # rows; below it the results strip and the prompt shrink so the form's fields show
 
 
 class GenerateScreen(MainScreen[None]):
@@ -86,7 +87,11 @@ class GenerateScreen(MainScreen[None]):
     def progress(self) -> JobProgressBar:
         return self.query_one("#progress", JobProgressBar)
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < SHORT_TERMINAL, "-short")
+
     def on_mount(self) -> None:
+        self.set_class(self.size.height < SHORT_TERMINAL, "-short")
         self.form.focus_prompt()
         self._show_service_state(self.app.link.connected, self.app.link.reason)
         self.load_form()
