@@ -72,10 +72,27 @@ async def test_cancel_now_stops_a_running_job(service, app_at, wait):
         job = await app.submit("generate", {"prompt": "a long batch", "batch": 30})
         await wait(pilot, lambda: job_state(app, job["id"]) == "running", 30, "the job to run")
         await select_job(pilot, screen, job["id"], wait)
+        restarts = sd_restarts(app)
         await pilot.press("C")
         await wait(pilot, lambda: job_state(app, job["id"]) == "cancelled", 30, "the cancel")
         with db_session:
             assert len(app.db.Job[job["id"]].result.get("generation_ids", [])) < 30
+        # The worker was restarted on purpose: the user hears of a cancel, not of a crash.
+        await wait(pilot, lambda: any("cancelled at once" in str(n.message) for n in app._notifications), 30,
+                   "the note that it was cancelled at once")
+        # The status that shows the restart is the one a crash warning would come with.
+        await wait(pilot, lambda: sd_restarts(app) > restarts, 30, "the deliberate restart in the status")
+        assert not [e for e in app.error_log if "restarted" in e.title], app.error_log
+        await wait(pilot, lambda: str(job["id"]) not in screen.jobs, 10, "the job to leave the active jobs")
+        await pilot.press("a")
+        await wait(pilot, lambda: str(job["id"]) in screen.jobs, 10, "the job among finished ones")
+        await select_job(pilot, screen, job["id"], wait)
+        row = screen.query_one("#jobs", DataTable).get_row(str(job["id"]))
+        assert str(row[-1]) == "cancelled"  # not the lost attempt's "worker_lost" error
+
+
+def sd_restarts(app) -> int:
+    return next((int(w.get("restarts", 0)) for w in app.link.status.get("workers", []) if w.get("kind") == "sd"), 0)
 
 
 async def test_vram_screen_without_a_gpu_shows_cpu_ram_and_workers(service, app_at, wait):
