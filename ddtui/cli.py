@@ -20,6 +20,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
+IMPORT_TIMEOUT_S = 3600.0  # an import of many files answers when the last one is recorded
 
 
 class CLIError(Exception):
@@ -213,7 +214,9 @@ def _with_service(args: argparse.Namespace, body: Callable[..., Any]) -> Any:
     try:
         return asyncio.run(run())
     except RequestFailed as exc:
-        code = EXIT_USAGE if exc.reason in ("ParamError", "QueueError", "ValueError", "KeyError") else EXIT_FAILED
+        code = (EXIT_FAILED if exc.reason == "NotFound" else EXIT_UNAVAILABLE if exc.reason == "DatabaseBusy" else
+                EXIT_USAGE if exc.reason in ("ParamError", "QueueError", "ValueError", "KeyError", "EditError",
+                                             "ConfigError") else EXIT_FAILED)
         raise CLIError(str(exc), code) from None
     except ServiceUnavailable as exc:
         raise CLIError(str(exc), EXIT_UNAVAILABLE) from None
@@ -315,24 +318,8 @@ def _generate_request(args: argparse.Namespace) -> dict[str, Any]:
         req["hires"] = {"enabled": True, "scale": args.hires_scale, "steps": args.hires_steps,
                         "strength": args.hires_strength, "upscaler": args.hires_upscaler or ""}
     if args.style:
-        req["prompt"], negative = _apply_styles(args, req["prompt"], req.get("negative_prompt", ""))
-        if negative:
-            req["negative_prompt"] = negative
+        req["styles"] = list(args.style)  # applied by the core, which records which were used
     return req
-
-
-def _apply_styles(args: argparse.Namespace, prompt: str, negative: str) -> tuple[str, str]:
-    from .core.styles import StyleError, apply_styles
-    from .db.schema import open_database
-
-    home, _ = _context(args)
-    db = open_database(home.db_file)
-    try:
-        return apply_styles(db, args.style, prompt, negative)
-    except StyleError as exc:
-        raise CLIError(str(exc)) from None
-    finally:
-        db.disconnect()
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -365,27 +352,21 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def _generation_ref(args: argparse.Namespace, ref: str) -> int:
-    """A history id, or a file path (imported first when it is not in the history yet)."""
+    """A history id, or a file path (imported through the service first when it is not in the history yet)."""
     if ref.isdigit():
         return int(ref)
     path = Path(ref).expanduser()
     if not path.exists():
         raise CLIError(f"{ref} is neither a history id nor an existing file")
-    from .core.importer import Importer
-    from .core.queue import JobQueue
-    from .core.recording import Recorder
-    from .db.schema import open_database
 
-    home, cfg = _context(args)
-    db = open_database(home.db_file)
-    try:
-        importer = Importer(Recorder(db, cfg.output_dir), JobQueue(db), home.thumbnails, auto_tag=False)
-        result = importer.import_file(path)
-    finally:
-        db.disconnect()
-    if result.generation_id is None:
-        raise CLIError(f"cannot use {ref}: {result.message}")
-    return result.generation_id
+    async def body(client: Any) -> dict[str, Any]:
+        return await client.request("history.import", {"paths": [str(path.resolve())], "tag": False},
+                                    timeout=IMPORT_TIMEOUT_S)
+
+    result = _with_service(args, body)["results"][0]
+    if result.get("generation_id") is None:
+        raise CLIError(f"cannot use {ref}: {result.get('message')}")
+    return int(result["generation_id"])
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -469,16 +450,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         except pt.PromptToolError as exc:
             raise CLIError(str(exc), EXIT_FAILED) from None
         if args.action == "styles" and args.save:
-            from .core.styles import save_style
-            from .db.schema import open_database
-
-            home, _ = _context(args)
-            db = open_database(home.db_file)
-            try:
-                for style in result:
-                    save_style(db, style["name"], style["prompt"], style["negative_prompt"])
-            finally:
-                db.disconnect()
+            for style in result:
+                await client.request("style.save", {"by_name": True, **style})
         if args.json:
             out_json({"action": args.action, "result": result})
         elif isinstance(result, str):
@@ -495,11 +468,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- history
 
-def _open_history(args: argparse.Namespace):  # noqa: ANN202 - (home, cfg, db)
-    from .db.schema import open_database
+def _store(args: argparse.Namespace):  # noqa: ANN202 - (home, cfg, Store)
+    from .db.store import Store
 
     home, cfg = _context(args)
-    return home, cfg, open_database(home.db_file)
+    return home, cfg, Store(home.db_file, cfg.output_dir)
 
 
 def _parse_day(text: str | None, what: str):  # noqa: ANN202
@@ -514,72 +487,67 @@ def _parse_day(text: str | None, what: str):  # noqa: ANN202
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from .db.queries import HistoryQuery, QueryError, search_history
+    if args.action in ("search", "show"):
+        return _history_read(args)
+    if args.action == "rerun":
+        async def rerun(client: Any) -> int:
+            await client.subscribe()
+            job = await client.submit("rerun", {"generation_id": args.id})
+            state, _ = await _follow(client, job["id"], args.json)
+            return EXIT_OK if state == "done" else EXIT_FAILED
 
-    home, cfg, db = _open_history(args)
-    try:
-        if args.action == "search":
-            q = HistoryQuery(text=" ".join(args.text), tags=args.tag or [], model=args.model or "",
-                             min_rating=args.min_rating, favorite=args.favorite, kind=args.kind or "",
-                             date_from=_parse_day(args.since, "--since"), date_to=_parse_day(args.until, "--until"))
-            try:
-                page = search_history(db, q, limit=args.limit)
-            except QueryError as exc:
-                raise CLIError(str(exc)) from None
-            if args.json:
-                for item in page.items:
-                    out_json({**item.to_dict(), "file": str(cfg.output_dir / item.path)
-                              if not Path(item.path).is_absolute() else item.path})
-            else:
-                for item in page.items:
-                    stars = "*" * item.rating
-                    fav = "♥" if item.favorite else " "
-                    print(f"#{item.id:<6} {item.created:%Y-%m-%d %H:%M} {fav} {stars:<5} {item.kind:<8} "
-                          f"{item.width}x{item.height}  {_clip(item.prompt, 70)}")
-                if not page.items:
-                    print("Nothing matches.")
-            return EXIT_OK if page.items else EXIT_FAILED
-        if args.action == "show":
-            return _history_show(db, cfg, args)
-        if args.action == "rate":
-            if not 0 <= args.rating <= 5:
-                raise CLIError(f"rating must be from 0 to 5, got {args.rating}")
-            _update_generation(db, args.id, rating=args.rating)
-            print(f"#{args.id} rated {args.rating}") if not args.json else out_json({"id": args.id, "rating": args.rating})
-            return EXIT_OK
-        if args.action == "favorite":
-            _update_generation(db, args.id, favorite=not args.off)
-            print(f"#{args.id} {'un' if args.off else ''}marked as favorite")
-            return EXIT_OK
-        if args.action == "tag":
-            from .core.tagging import set_user_tags
-
-            add = [t[1:] if t.startswith("+") else t for t in args.tags if not t.startswith("-")]
-            remove = [t[1:] for t in args.tags if t.startswith("-")]
-            try:
-                tags = set_user_tags(db, args.id, add, remove)
-            except KeyError:
-                raise CLIError(f"no history item #{args.id}", EXIT_FAILED) from None
-            out_json({"id": args.id, "tags": tags}) if args.json else print(f"#{args.id}: {', '.join(tags) or '(no tags)'}")
-            return EXIT_OK
-        if args.action == "delete":
-            return _history_delete(db, home, cfg, args)
-        if args.action == "rerun":
-            db.disconnect()
-
-            async def body(client: Any) -> int:
-                await client.subscribe()
-                job = await client.submit("rerun", {"generation_id": args.id})
-                state, _ = await _follow(client, job["id"], args.json)
-                return EXIT_OK if state == "done" else EXIT_FAILED
-
-            return _with_service(args, body)
-    finally:
-        try:
-            db.disconnect()
-        except Exception:  # noqa: BLE001 - already closed
-            pass
+        return _with_service(args, rerun)
+    if args.action == "rate":
+        if not 0 <= args.rating <= 5:
+            raise CLIError(f"rating must be from 0 to 5, got {args.rating}")
+        _with_service(args, lambda c: c.request("history.rate", {"ids": [args.id], "rating": args.rating}))
+        print(f"#{args.id} rated {args.rating}") if not args.json else out_json({"id": args.id, "rating": args.rating})
+        return EXIT_OK
+    if args.action == "favorite":
+        _with_service(args, lambda c: c.request("history.favorite", {"ids": [args.id], "favorite": not args.off}))
+        print(f"#{args.id} {'un' if args.off else ''}marked as favorite")
+        return EXIT_OK
+    if args.action == "tag":
+        add = [t[1:] if t.startswith("+") else t for t in args.tags if not t.startswith("-")]
+        remove = [t[1:] for t in args.tags if t.startswith("-")]
+        res = _with_service(args, lambda c: c.request("history.tags", {"id": args.id, "add": add, "remove": remove}))
+        tags = sorted(t["name"] for t in res["tags"])
+        out_json({"id": args.id, "tags": tags}) if args.json else print(f"#{args.id}: {', '.join(tags) or '(no tags)'}")
+        return EXIT_OK
+    if args.action == "delete":
+        return _history_delete(args)
     return EXIT_USAGE
+
+
+def _history_read(args: argparse.Namespace) -> int:
+    from .db.queries import QueryError
+    from .db.records import HistoryQuery
+
+    _, _, store = _store(args)
+    try:
+        if args.action == "show":
+            return _history_show(store, args)
+        q = HistoryQuery(text=" ".join(args.text), tags=args.tag or [], model=args.model or "",
+                         min_rating=args.min_rating, favorite=args.favorite, kind=args.kind or "",
+                         date_from=_parse_day(args.since, "--since"), date_to=_parse_day(args.until, "--until"))
+        try:
+            page = store.history_page(q, limit=args.limit)
+        except QueryError as exc:
+            raise CLIError(str(exc)) from None
+        if args.json:
+            for item in page.items:
+                out_json({**item.to_dict(), "file": str(store.file_of(item.path))})
+        else:
+            for item in page.items:
+                stars = "*" * item.rating
+                fav = "♥" if item.favorite else " "
+                print(f"#{item.id:<6} {item.created:%Y-%m-%d %H:%M} {fav} {stars:<5} {item.kind:<8} "
+                      f"{item.width}x{item.height}  {_clip(item.prompt, 70)}")
+            if not page.items:
+                print("Nothing matches.")
+        return EXIT_OK if page.items else EXIT_FAILED
+    finally:
+        store.close()
 
 
 def _clip(text: str, n: int) -> str:
@@ -587,43 +555,28 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _update_generation(db: Any, gid: int, **fields: Any) -> None:
-    from pony.orm import db_session
-
-    with db_session:
-        gen = db.Generation.get(id=gid)
-        if gen is None:
-            raise CLIError(f"no history item #{gid}", EXIT_FAILED)
-        for key, value in fields.items():
-            setattr(gen, key, value)
-
-
-def _history_show(db: Any, cfg: Config, args: argparse.Namespace) -> int:
-    from pony.orm import db_session
-
-    from .core.tagging import tags_of
-
-    with db_session:
-        gen = db.Generation.get(id=args.id)
-        if gen is None:
-            raise CLIError(f"no history item #{args.id}", EXIT_FAILED)
-        path = Path(gen.path) if Path(gen.path).is_absolute() else cfg.output_dir / gen.path
-        info = {
-            "id": gen.id, "uuid": gen.uuid, "file": str(path), "exists": path.exists(), "kind": gen.kind,
-            "source": gen.source, "prompt": gen.prompt, "negative_prompt": gen.negative_prompt, "seed": gen.seed,
-            "size": f"{gen.width}x{gen.height}", "steps": gen.steps, "cfg": gen.cfg, "sampler": gen.sampler,
-            "scheduler": gen.scheduler, "strength": gen.strength, "model": gen.model, "model_hash": gen.model_hash,
-            "components": gen.components, "loras": gen.loras, "rating": gen.rating, "favorite": gen.favorite,
-            "created": gen.created.isoformat(sep=" ", timespec="seconds"), "duration_s": gen.duration_s,
-            "parent": gen.parent.id if gen.parent else None, "children": sorted(c.id for c in gen.children),
-            "params": gen.params,
-        }
-    info["tags"] = tags_of(db, args.id)
+def _history_show(store: Any, args: argparse.Namespace) -> int:
+    gen = store.generation(args.id)
+    if gen is None:
+        raise CLIError(f"no history item #{args.id}", EXIT_FAILED)
+    info = {
+        "id": gen.id, "uuid": gen.uuid, "file": str(gen.file), "exists": gen.file.exists(), "kind": gen.kind,
+        "source": gen.source, "prompt": gen.prompt, "negative_prompt": gen.negative_prompt, "seed": gen.seed,
+        "size": f"{gen.width}x{gen.height}", "steps": gen.steps, "cfg": gen.cfg, "sampler": gen.sampler,
+        "scheduler": gen.scheduler, "strength": gen.params.get("strength"), "model": gen.model,
+        "model_hash": gen.model_hash, "components": gen.components, "loras": gen.params.get("loras", []),
+        "rating": gen.rating, "favorite": gen.favorite, "created": gen.created.isoformat(sep=" ", timespec="seconds"),
+        "duration_s": gen.duration_s, "parent": gen.parent.id if gen.parent else None,
+        "children": [c.id for c in gen.children], "rerunnable": gen.rerunnable, "params": gen.params,
+        "tags": [t.to_dict() for t in gen.tags],
+    }
+    if not gen.rerunnable:
+        info["not_rerunnable_because"] = gen.rerun_reason
     if args.json:
         out_json(info)
         return EXIT_OK
     for key, value in info.items():
-        if key in ("params",) or value in (None, "", [], {}):
+        if key in ("params", "rerunnable") or value in (None, "", [], {}):
             continue
         if key == "tags":
             value = ", ".join(f"{t['name']} ({t['category']}, {t['source']})" for t in value)
@@ -631,31 +584,16 @@ def _history_show(db: Any, cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _history_delete(db: Any, home: Home, cfg: Config, args: argparse.Namespace) -> int:
-    from pony.orm import db_session
-
-    from .core.thumbnails import thumbnail_path
-
+def _history_delete(args: argparse.Namespace) -> int:
     if not args.yes and sys.stdin.isatty():
         answer = input(f"Delete {len(args.ids)} item(s){' and their files' if args.files else ''}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.")
             return EXIT_FAILED
-    deleted = []
-    for gid in args.ids:
-        with db_session:
-            gen = db.Generation.get(id=gid)
-            if gen is None:
-                print(f"ddtui: no history item #{gid}", file=sys.stderr)
-                continue
-            path = Path(gen.path) if Path(gen.path).is_absolute() else cfg.output_dir / gen.path
-            uuid = gen.uuid
-            gen.delete()
-        # The row goes first: a crash after it leaves a stray file, never a row pointing at nothing.
-        thumbnail_path(home.thumbnails, uuid).unlink(missing_ok=True)
-        if args.files:
-            path.unlink(missing_ok=True)
-        deleted.append(gid)
+    res = _with_service(args, lambda c: c.request("history.delete", {"ids": args.ids, "files": bool(args.files)}))
+    for problem in res["problems"]:
+        print(f"ddtui: {problem}", file=sys.stderr)
+    deleted = res["deleted"]
     if args.json:
         out_json({"deleted": deleted, "files_removed": bool(args.files)})
     else:
@@ -666,24 +604,20 @@ def _history_delete(db: Any, home: Home, cfg: Config, args: argparse.Namespace) 
 # ---------------------------------------------------------------- tag / import / queue
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from pony.orm import db_session, select
-
-    home, cfg, db = _open_history(args)
+    _, _, store = _store(args)
     try:
-        with db_session:
-            if args.all:
-                ids = select(g.id for g in db.Generation)[:]
-            elif args.untagged:
-                ids = select(g.id for g in db.Generation if g.tagged_at is None)[:]
-            else:
-                ids = list(args.ids)
-                missing = [i for i in ids if db.Generation.get(id=i) is None]
-                if missing:
-                    raise CLIError(f"no history item {', '.join('#' + str(m) for m in missing)}", EXIT_FAILED)
+        if args.all or args.untagged:
+            ids = store.generation_ids(untagged_only=not args.all)
+        else:
+            ids = list(args.ids)
+            known = set(store.generation_ids(among=ids))
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise CLIError(f"no history item {', '.join('#' + str(m) for m in missing)}", EXIT_FAILED)
         if not ids:
             raise CLIError("give history ids, --untagged or --all")
     finally:
-        db.disconnect()
+        store.close()
 
     async def body(client: Any) -> int:
         await client.subscribe()
@@ -711,43 +645,37 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .core.importer import Importer
-    from .core.queue import JobQueue
-    from .core.recording import Recorder
+    paths = [str(Path(p).expanduser().resolve()) for p in args.paths]
 
-    home, cfg, db = _open_history(args)
-    try:
-        importer = Importer(Recorder(db, cfg.output_dir), JobQueue(db, cfg["queue"]["max_attempts"]),
-                            home.thumbnails, auto_tag=cfg["queue"]["auto_tag"] and not args.no_tag)
-        report = importer.import_paths(args.paths)
-    finally:
-        db.disconnect()
-    for r in report.results:
+    async def body(client: Any) -> dict[str, Any]:
+        # Through the service, so importing while it records images is safe and every client sees the new items.
+        return await client.request("history.import", {"paths": paths, "tag": not args.no_tag},
+                                    timeout=IMPORT_TIMEOUT_S)
+
+    res = _with_service(args, body)
+    for r in res["results"]:
         if args.json:
-            out_json(r.to_dict())
-        elif r.status == "imported":
-            print(f"imported  #{r.generation_id:<6} {r.source:<9} {r.path}")
-        elif r.status == "duplicate":
-            print(f"duplicate #{r.generation_id:<6} {r.source:<9} {r.path}")
+            out_json(r)
+        elif r["status"] == "imported":
+            print(f"imported  #{r['generation_id']:<6} {r['source']:<9} {r['path']}")
+        elif r["status"] == "duplicate":
+            print(f"duplicate #{r['generation_id']:<6} {r['source']:<9} {r['path']}")
         else:
-            print(f"skipped   {r.path}: {r.message}", file=sys.stderr)
+            print(f"skipped   {r['path']}: {r['message']}", file=sys.stderr)
+    counts = res["counts"]
     if not args.json:
-        print(f"{report.count('imported')} imported, {report.count('duplicate')} already there, "
-              f"{report.count('skipped')} skipped")
-    return EXIT_OK if report.count("skipped") == 0 else EXIT_FAILED
+        print(f"{counts['imported']} imported, {counts['duplicate']} already there, {counts['skipped']} skipped")
+    return EXIT_OK if counts["skipped"] == 0 else EXIT_FAILED
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
     if args.action == "list":
-        from .core.queue import JobQueue
-
-        home, cfg, db = _open_history(args)
+        _, _, store = _store(args)
         try:
-            q = JobQueue(db)
-            jobs = q.list(None if args.all else ("queued", "running", "failed"), limit=args.limit)
-            paused = q.paused()
+            jobs = store.jobs(None if args.all else ("queued", "running", "failed"), limit=args.limit)
+            paused = store.queue_paused()
         finally:
-            db.disconnect()
+            store.close()
         if args.json:
             out_json({"paused": paused, "jobs": [j.to_dict() for j in jobs]})
             return EXIT_OK

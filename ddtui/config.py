@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .atomic import atomic_file
 
@@ -186,6 +186,69 @@ class Config:
         """Write atomically so a crash never leaves half a config file."""
         validate(self.data, self.path or self.home.config_file)
         write_json_atomic(self.path or self.home.config_file, self.data)
+
+    def replace(self, data: dict[str, Any]) -> list[str]:
+        """Check `data` (ConfigError naming the key), write it, and return the dotted keys that changed."""
+        path = self.path or self.home.config_file
+        merged = validate(data, path)
+        before, after = flat(self.data), flat(merged)
+        changed = [key for key in after if after[key] != before.get(key)]
+        if changed:
+            write_json_atomic(path, merged)
+        self.data = merged
+        return changed
+
+    def with_changes(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """A copy of the configuration with some dotted keys set (checked when it is saved)."""
+        data = copy.deepcopy(self.data)
+        for dotted, value in changes.items():
+            if not isinstance(dotted, str) or not dotted:
+                raise ConfigError(f"a configuration key must be dotted text, got {dotted!r}")
+            set_dotted(data, dotted, value)
+        return data
+
+    def reload(self) -> list[str]:
+        """Read the file again (another client saved it); returns the dotted keys that changed."""
+        fresh = load_config(self.home)
+        before, after = flat(self.data), flat(fresh.data)
+        self.data = fresh.data
+        return [key for key in after if after[key] != before.get(key)]
+
+
+def leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, default) for every editable value; ui.keys and lists are single values."""
+    for key, value in node.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and dotted != "ui.keys":
+            yield from leaves(value, dotted)
+        else:
+            yield dotted, value
+
+
+def get_dotted(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def flat(data: dict[str, Any]) -> dict[str, str]:
+    """Every configuration value by its dotted key, as JSON text (for telling what changed)."""
+    out = {}
+    for key, _ in leaves(DEFAULTS):
+        try:
+            out[key] = json.dumps(get_dotted(data, key), sort_keys=True)
+        except (KeyError, TypeError):
+            out[key] = ""
+    return out
 
 
 def _under_home(home: Home, raw: str, default: str) -> Path:

@@ -50,6 +50,35 @@ def make_home(root: Path, models: Path, **overrides) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _no_service_outlives_its_test(tmp_path):
+    """A command that needed the service starts one detached (as for a user); end it with the test that
+    caused it, so no stray service and workers load the machine while later tests run."""
+    yield
+    import signal
+
+    for pid_file in [*tmp_path.glob("*/run/service.pid"), *tmp_path.glob("*/*/run/service.pid")]:
+        try:
+            pid = int(pid_file.read_text().strip())
+            if str(pid_file.parent.parent) not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                continue  # that process is gone and its pid is someone else's now
+            os.killpg(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 @pytest.fixture
 def demo_home(tmp_path, demo_models) -> Path:
     return make_home(tmp_path / "home", demo_models)

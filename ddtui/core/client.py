@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any, AsyncIterator
 
 import zmq
@@ -76,18 +77,28 @@ class CoreClient:
                 if fut is not None and not fut.done():
                     fut.set_result(msg.content)
             elif msg.msg_type == "job_event":
-                self.events.put_nowait((dict(msg.content), [bytes(b) for b in msg.buffers]))
+                # `parent`: the msg_id of the request that caused the event ("" for none).
+                event = {**msg.content, "parent": msg.parent_id or ""}
+                self.events.put_nowait((event, [bytes(b) for b in msg.buffers]))
 
-    async def request(self, msg_type: str, content: dict[str, Any] | None = None, timeout: float = 15.0
-                      ) -> dict[str, Any]:
+    @staticmethod
+    def new_request_id() -> str:
+        """An id for a request not sent yet: events it causes carry it as their parent, even the first."""
+        return uuid.uuid4().hex
+
+    async def request(self, msg_type: str, content: dict[str, Any] | None = None, timeout: float = 15.0,
+                      request_id: str = "") -> dict[str, Any]:
         self._ensure_reader()
-        sent = self.session.send(self.sock, msg_type, content or {})
+        msg = self.session.msg(msg_type, content or {})
+        if request_id:
+            msg["header"]["msg_id"] = msg["msg_id"] = request_id
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending[sent["msg_id"]] = fut
+        self._pending[msg["msg_id"]] = fut
+        self.session.send(self.sock, msg)
         try:
             reply = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
-            self._pending.pop(sent["msg_id"], None)
+            self._pending.pop(msg["msg_id"], None)
             raise ServiceUnavailable(f"the ddtui service did not answer {msg_type} within {timeout:.0f} s") from None
         if not reply.get("ok"):
             raise RequestFailed(reply.get("error", "request failed"), reply.get("reason", ""))
@@ -115,11 +126,14 @@ class CoreClient:
         while True:
             yield await self.events.get()
 
-    async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "") -> dict[str, Any]:
+    async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "",
+                     request_id: str = "") -> dict[str, Any]:
+        """Queue a job; returns it as a dict (an exploration returns {"group": ...})."""
         content: dict[str, Any] = {"kind": kind, "params": params, "priority": priority}
         if group:
             content["group"] = group
-        return (await self.request("submit", content))["job"]
+        result = await self.request("submit", content, request_id=request_id)
+        return result.get("job", result)
 
     async def close(self) -> None:
         for task in (self._reader, self._pinger):

@@ -7,54 +7,24 @@ interrupted and go back to `queued` with their attempt count, or to `failed` onc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from pony.orm import Database, db_session, select
 
-from ..db.entities import JOB_STATES, JOB_TYPES, utcnow
+from ..db.entities import ACTIVE_STATES, FINAL_STATES, JOB_STATES, JOB_TYPES, utcnow
+from ..db.queries import PARENT_KEY, job_record, list_jobs
+from ..db.records import JobRecord
 
 IMAGE_JOB_TYPES = ("generate", "upscale")
 LLM_JOB_TYPES = ("tag", "chat")
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("done", "failed", "cancelled")
 
 
 class QueueError(Exception):
     """A request the queue cannot honour (unknown job, wrong state, bad type)."""
 
 
-@dataclass
-class JobInfo:
-    id: int
-    type: str
-    state: str
-    priority: int
-    attempts: int
-    max_attempts: int
-    error: str
-    worker: str
-    progress: float
-    payload: dict[str, Any]
-    result: dict[str, Any]
-    group: str
-    generation_id: int | None
-    created: datetime
-    started: datetime | None
-    finished: datetime | None
-
-    @classmethod
-    def of(cls, job: Any) -> "JobInfo":
-        return cls(job.id, job.type, job.state, job.priority, job.attempts, job.max_attempts, job.error,
-                   job.worker, job.progress, dict(job.payload), dict(job.result), job.group,
-                   job.generation.id if job.generation else None, job.created, job.started, job.finished)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        for key in ("created", "started", "finished"):
-            d[key] = d[key].isoformat(sep=" ", timespec="seconds") if d[key] else None
-        return d
+JobInfo = JobRecord  # the name the core has always used
 
 
 class JobQueue:
@@ -65,34 +35,32 @@ class JobQueue:
     # -- submitting and reading
 
     def submit(self, type: str, payload: dict[str, Any], priority: int = 0, group: str = "",
-               generation_id: int | None = None, max_attempts: int | None = None) -> JobInfo:
+               generation_id: int | None = None, max_attempts: int | None = None,
+               parent: dict[str, Any] | None = None) -> JobInfo:
+        """Queue a job; `parent` is the header of the request that asked for it (its events carry it)."""
         if type not in JOB_TYPES:
             raise QueueError(f"unknown job type {type!r} (known: {', '.join(JOB_TYPES)})")
+        stored = {**payload, PARENT_KEY: dict(parent)} if parent else payload
         with db_session:
-            job = self.db.Job(type=type, payload=payload, priority=priority, group=group,
+            job = self.db.Job(type=type, payload=stored, priority=priority, group=group,
                               generation=self.db.Generation[generation_id] if generation_id else None,
                               max_attempts=max_attempts or self.max_attempts)
             job.flush()
-            return JobInfo.of(job)
+            return job_record(job)
 
     def get(self, job_id: int) -> JobInfo:
         with db_session:
             job = self.db.Job.get(id=job_id)
             if job is None:
                 raise QueueError(f"no job {job_id}")
-            return JobInfo.of(job)
+            return job_record(job)
 
     def list(self, states: Iterable[str] | None = None, limit: int = 200, group: str = "") -> list[JobInfo]:
-        states = tuple(states or JOB_STATES)
-        for s in states:
-            if s not in JOB_STATES:
-                raise QueueError(f"unknown state {s!r} (known: {', '.join(JOB_STATES)})")
-        with db_session:
-            q = select(j for j in self.db.Job if j.state in states)
-            if group:
-                q = q.filter(lambda j: j.group == group)
-            jobs = q.order_by(lambda j: (j.state != "running", j.state != "queued", -j.priority, j.id))[:limit]
-            return [JobInfo.of(j) for j in jobs]
+        try:
+            with db_session:
+                return list_jobs(self.db, states, limit, group)
+        except ValueError as exc:
+            raise QueueError(str(exc)) from None
 
     def count(self, states: Iterable[str] = ACTIVE_STATES, types: Iterable[str] | None = None) -> int:
         states, types = tuple(states), tuple(types or JOB_TYPES)
@@ -119,7 +87,7 @@ class JobQueue:
             job.state, job.worker, job.started = "running", worker, now
             job.attempts += 1
             job.progress, job.error = 0.0, ""
-            return JobInfo.of(job)
+            return job_record(job)
 
     def set_progress(self, job_id: int, fraction: float) -> None:
         with db_session:
@@ -127,22 +95,15 @@ class JobQueue:
             if job is not None and job.state == "running":
                 job.progress = max(0.0, min(1.0, fraction))
 
-    def record_partial(self, job_id: int, result: dict[str, Any]) -> None:
-        """Keep what a running job has finished so far, so a re-run after a crash does not redo it."""
-        with db_session:
-            job = self.db.Job.get(id=job_id)
-            if job is not None:
-                job.result = result
-
     def complete(self, job_id: int, result: dict[str, Any] | None = None) -> JobInfo:
         with db_session:
             job = self._job(job_id)
             if job.state == "cancelled":  # cancelled while its last image was being made: keep the decision
                 job.result = result or {}
-                return JobInfo.of(job)
+                return job_record(job)
             job.state, job.progress, job.finished = "done", 1.0, utcnow()
             job.result = result or {}
-            return JobInfo.of(job)
+            return job_record(job)
 
     def fail(self, job_id: int, error: str, retry: bool = True, backoff_s: float = 0.0) -> JobInfo:
         """Record a failed attempt; re-queue it after `backoff_s` while attempts remain and `retry` is set."""
@@ -150,13 +111,13 @@ class JobQueue:
             job = self._job(job_id)
             job.error = error
             if job.state == "cancelled":
-                return JobInfo.of(job)
+                return job_record(job)
             if retry and job.attempts < job.max_attempts:
                 job.state, job.worker, job.started = "queued", "", None
                 job.not_before = utcnow() + timedelta(seconds=backoff_s) if backoff_s > 0 else None
             else:
                 job.state, job.finished = "failed", utcnow()
-            return JobInfo.of(job)
+            return job_record(job)
 
     def requeue(self, job_id: int, reason: str) -> JobInfo:
         """Put a running job back without counting the attempt (its worker went away, e.g. on cancel)."""
@@ -165,7 +126,7 @@ class JobQueue:
             if job.state == "running":
                 job.state, job.worker, job.started, job.error = "queued", "", None, reason
                 job.attempts = max(0, job.attempts - 1)
-            return JobInfo.of(job)
+            return job_record(job)
 
     def release_untracked(self, tracked: set[int], workers: set[str], older_than_s: float = 10.0) -> list[JobInfo]:
         """Jobs marked running by one of `workers` that nothing tracks any more (a write that failed while
@@ -183,7 +144,7 @@ class JobQueue:
                 else:
                     job.state, job.worker, job.started = "queued", "", None
                     job.error = "lost track of the job; re-queued"
-                released.append(JobInfo.of(job))
+                released.append(job_record(job))
         return released
 
     def recover_interrupted(self) -> list[JobInfo]:
@@ -198,7 +159,7 @@ class JobQueue:
                 else:
                     job.state, job.worker, job.started = "queued", "", None
                     job.error = f"interrupted during attempt {job.attempts}; re-queued"
-                changed.append(JobInfo.of(job))
+                changed.append(job_record(job))
         return changed
 
     # -- user actions
@@ -210,7 +171,7 @@ class JobQueue:
             if job.state in FINAL_STATES:
                 raise QueueError(f"job {job_id} is already {job.state}")
             job.state, job.finished = "cancelled", utcnow()
-            return JobInfo.of(job)
+            return job_record(job)
 
     def cancel_group(self, group: str) -> list[JobInfo]:
         with db_session:
@@ -218,7 +179,7 @@ class JobQueue:
             now = utcnow()
             for job in jobs:
                 job.state, job.finished = "cancelled", now
-            return [JobInfo.of(j) for j in jobs]
+            return [job_record(j) for j in jobs]
 
     def retry(self, job_id: int) -> JobInfo:
         with db_session:
@@ -227,13 +188,13 @@ class JobQueue:
                 raise QueueError(f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried")
             job.state, job.attempts, job.error, job.worker = "queued", 0, "", ""
             job.progress, job.started, job.finished, job.not_before = 0.0, None, None, None
-            return JobInfo.of(job)
+            return job_record(job)
 
     def set_priority(self, job_id: int, priority: int) -> JobInfo:
         with db_session:
             job = self._job(job_id)
             job.priority = priority
-            return JobInfo.of(job)
+            return job_record(job)
 
     def paused(self) -> bool:
         with db_session:

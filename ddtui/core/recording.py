@@ -111,8 +111,12 @@ class Recorder:
 
     def record(self, png: bytes, params: dict[str, Any], kind: str = "txt2img", parent_id: int | None = None,
                preset_id: int | None = None, duration_s: float | None = None, vram_peak_mb: float | None = None,
-               source: str = "ddtui", content_hash: str = "", created: datetime | None = None) -> RecordedImage:
-        """Write `png` with its metadata and record it; raises RecordingError leaving nothing partial."""
+               source: str = "ddtui", content_hash: str = "", created: datetime | None = None,
+               job_id: int | None = None) -> RecordedImage:
+        """Write `png` with its metadata and record it; raises RecordingError leaving nothing partial.
+
+        With `job_id`, the same transaction adds the image to that job's finished images, so a crash can never
+        leave an image recorded that its (resumed) job does not know about and makes again."""
         if kind not in GENERATION_KINDS:
             raise RecordingError(f"unknown generation kind {kind!r}")
         width, height = png_size(png)
@@ -138,7 +142,7 @@ class Recorder:
             raise RecordingError(f"cannot write {path}: {exc.strerror or exc}") from exc
         try:
             gid = self.insert_row(gen_uuid, path, kind, params, width, height, parent_id, preset_id, duration_s,
-                               vram_peak_mb, source, content_hash, created)
+                                  vram_peak_mb, source, content_hash, created, job_id)
         except Exception:
             # The row did not land: leave the complete file for adopt_orphans rather than lose the image.
             log.exception("recording %s failed after the file was written; it will be adopted at next start", path)
@@ -152,7 +156,8 @@ class Recorder:
 
     def insert_row(self, gen_uuid: str, path: Path, kind: str, params: dict[str, Any], width: int, height: int,
                 parent_id: int | None, preset_id: int | None, duration_s: float | None,
-                vram_peak_mb: float | None, source: str, content_hash: str, created: datetime) -> int:
+                vram_peak_mb: float | None, source: str, content_hash: str, created: datetime,
+                job_id: int | None = None) -> int:
         fields: dict[str, Any] = {k: params[k] for k in _COLUMNS if params.get(k) is not None}
         # The file's real size (a hires fix or an upscale differs from the request); `params` keeps the request.
         fields["width"], fields["height"] = int(width), int(height)
@@ -174,6 +179,11 @@ class Recorder:
                 **fields,
             )
             gen.flush()
+            job = self.db.Job.get(id=job_id) if job_id else None
+            if job is not None:
+                result = dict(job.result)
+                result["generation_ids"] = [*result.get("generation_ids", []), gen.id]
+                job.result = result
             return gen.id
 
     def adopt_orphans(self, days: int = 7) -> list[RecordedImage]:

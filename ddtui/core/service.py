@@ -22,15 +22,19 @@ from pony.orm import db_session
 
 from ..catalog.models import Catalog, CatalogError
 from ..config import Config, Home
+from ..db.records import TagRecord
 from ..db.schema import open_database
 from ..protocol import Message
 from ..protocol.keys import load_public, load_secret
 from .hashing import ModelHashes
-from .importer import Importer
+from .importer import ImportReport, Importer, expand_paths
 from .explore import CELLS, GRID_POSITIONS, LOCKABLE, ExploreError, neighbours
 from .params import ParamError, build_generate_payload, check_image, rerun_request
 from .prompt_tools import PromptToolError, read_variations, variations_messages, variations_schema
-from .queue import IMAGE_JOB_TYPES, JobInfo, JobQueue
+from .library import DatabaseBusy, Library
+from .queue import IMAGE_JOB_TYPES, JobInfo, JobQueue, QueueError
+from .rules import rerun_refusal
+from .styles import StyleError, apply_styles
 from .recording import Recorder, RecordingError, png_size
 from .supervisor import Supervisor, WorkerSlot
 from .tagging import TAG_SCHEMA, TaggingError, parse_tag_answer, store_llm_tags, tagging_messages
@@ -42,6 +46,7 @@ log = logging.getLogger("ddtui.core")
 PERMANENT_REASONS = {"bad_params", "bad_lora", "bad_path", "missing_file", "flat_image", "load_failed",
                      "generation_failed", "upscale_failed", "unsupported", "unknown_job", "bad_request"}
 TICK_S = 0.2
+IMPORT_BATCH = 16  # files imported per step of a long import (each step is announced)
 RECONCILE_S = 5.0
 
 
@@ -52,6 +57,7 @@ class JobRun:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     generation_ids: list[int] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    requests: list[str] = field(default_factory=list)  # msg_ids of the requests sent to the worker for it
 
     @property
     def worker_job_id(self) -> str:
@@ -59,7 +65,16 @@ class JobRun:
         return f"{self.job.id}-{self.job.attempts}"
 
 
-Listener = Callable[[dict[str, Any], list[bytes]], None]
+# A listener gets each event, its buffers and the header of the request that caused it ({} for none).
+Listener = Callable[[dict[str, Any], list[bytes], dict[str, Any]], None]
+
+# Job events that change what the queue shows: each also goes out as one `queue_changed`.
+QUEUE_EVENTS = {"queued": "queued", "started": "started", "done": "done", "failed": "failed",
+                "retrying": "retrying", "cancelled": "cancelled", "priority": "priority",
+                "queue_paused": "paused", "queue_resumed": "resumed"}
+# Change topics and the event each one is announced by.
+CHANGE_EVENTS = {"history": "history_changed", "styles": "styles_changed", "snippets": "snippets_changed",
+                 "presets": "presets_changed", "settings": "settings_changed", "queue": "queue_changed"}
 
 
 class Core:
@@ -85,7 +100,10 @@ class Core:
             self.supervisor.add_local("llm-local", "llm")
         for remote in w["remote"]:
             self.supervisor.add_remote(remote["name"], remote["kind"], remote["endpoint"], self._curve_for(remote))
+        self.library = Library(self.db, cfg.output_dir, home.thumbnails)
         self.runs: dict[int, JobRun] = {}
+        self._worker_requests: dict[str, JobRun] = {}  # worker request msg_id -> the run it belongs to
+        self._parents: dict[int, dict[str, Any]] = {}  # job id -> header of the request that submitted it
         self.listeners: list[Listener] = []
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
@@ -124,20 +142,63 @@ class Core:
     # ------------------------------------------------------------------ events to clients
 
     def emit(self, job_id: int | None, event: str, data: dict[str, Any] | None = None,
-             buffers: list[bytes] | None = None) -> None:
-        payload = {"job_id": str(job_id) if job_id is not None else "", "event": event, "data": data or {}}
+             buffers: list[bytes] | None = None, parent: dict[str, Any] | None = None) -> None:
+        """Send an event to every listener, with the header of the request that caused it: for a job's
+        events, the request that submitted the job (kept with it across restarts)."""
+        if parent is None:
+            parent = self._parent_of(job_id) if job_id is not None else {}
+        data = data or {}
+        payload = {"job_id": str(job_id) if job_id is not None else "", "event": event, "data": data}
+        self._send(payload, buffers or [], parent)
+        # What a job event changes for other views, announced once here for every kind of job.
+        if event in QUEUE_EVENTS and job_id is not None:
+            self.changed("queue", [job_id], QUEUE_EVENTS[event], parent)
+        elif event in QUEUE_EVENTS:
+            self.changed("queue", [], QUEUE_EVENTS[event], parent)
+        if event in ("done", "failed", "cancelled") and job_id is not None:
+            self._parents.pop(job_id, None)  # read again from the job row if anything follows
+        if event == "image" and data.get("generation_id"):
+            self.changed("history", [int(data["generation_id"])], "new", parent)
+        elif event == "tagged" and data.get("generation_id"):
+            self.changed("history", [int(data["generation_id"])], "tags", parent)
+
+    def changed(self, topic: str, ids: list[int], action: str, parent: dict[str, Any] | None = None,
+                **extra: Any) -> None:
+        """One change event: what `topic` data changed (`ids`), how, and which request caused it."""
+        payload = {"job_id": "", "event": CHANGE_EVENTS[topic],
+                   "data": {"ids": [int(i) for i in ids], "action": action, **extra}}
+        self._send(payload, [], parent or {})
+
+    def _send(self, payload: dict[str, Any], buffers: list[bytes], parent: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             try:
-                listener(payload, buffers or [])
+                listener(payload, buffers, parent)
             except Exception:  # noqa: BLE001 - one broken listener must not stop the others
                 log.exception("event listener failed")
+
+    def _parent_of(self, job_id: int) -> dict[str, Any]:
+        parent = self._parents.get(job_id)
+        if parent is None:
+            try:
+                parent = self.queue.get(job_id).parent
+            except QueueError:
+                parent = {}
+            self._parents[job_id] = parent
+        return parent
+
+    def _submit(self, type: str, payload: dict[str, Any], parent: dict[str, Any] | None, **kw: Any) -> JobInfo:
+        job = self.queue.submit(type, payload, parent=parent, **kw)
+        self._parents[job.id] = dict(parent or {})
+        return job
 
     # ------------------------------------------------------------------ requests
 
     def catalog(self) -> Catalog:
         return Catalog.scan(self.cfg.model_dir)
 
-    def submit_generate(self, request: dict[str, Any], priority: int = 0, group: str = "") -> JobInfo:
+    def submit_generate(self, request: dict[str, Any], priority: int = 0, group: str = "",
+                        parent: dict[str, Any] | None = None) -> JobInfo:
+        """Queue a generation. `styles` in the request names saved styles, applied here (the one place)."""
         preset = None
         if request.get("preset"):
             with db_session:
@@ -145,14 +206,36 @@ class Core:
                 if p is None:
                     raise ParamError(f"no preset named {request['preset']!r}")
                 preset = {"id": p.id, "model": p.model, "params": dict(p.params)}
+        request, styles = self._with_styles(request)
         payload = build_generate_payload(request, self.catalog(), self.cfg["sd"]["default_model"], preset,
                                          mask_blur=self.cfg["sd"]["mask_blur"])
-        job = self.queue.submit("generate", payload, priority=priority, group=group)
+        payload.update(styles)
+        job = self._submit("generate", payload, parent, priority=priority, group=group)
         self.emit(job.id, "queued", {"type": "generate", "batch": payload["batch"]})
         self.wake()
         return job
 
-    def submit_upscale(self, generation_id: int, upscaler: str = "", priority: int = 0) -> JobInfo:
+    def _with_styles(self, request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The request with its styles applied, and what to record about them (the names, the typed prompt)."""
+        names = request.get("styles") or []
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ParamError(f"styles must be a list of style names, got {names!r}")
+        if not names:
+            return request, {}
+        prompt, negative = request.get("prompt") or "", request.get("negative_prompt") or ""
+        if not isinstance(prompt, str) or not isinstance(negative, str):
+            raise ParamError("the prompt and the negative prompt must be text")
+        try:
+            styled, styled_negative = apply_styles(self.db, names, prompt, negative)
+        except StyleError as exc:
+            raise ParamError(str(exc)) from None
+        recorded = {"styles": list(names), "base_prompt": prompt, "base_negative_prompt": negative}
+        return {**request, "prompt": styled, "negative_prompt": styled_negative}, recorded
+
+    def submit_upscale(self, generation_id: int, upscaler: str = "", priority: int = 0,
+                       parent: dict[str, Any] | None = None) -> JobInfo:
         cat = self.catalog()
         try:
             entry = cat.find(upscaler, kind="esrgan") if upscaler else next(e for e in cat.of_kind("esrgan") if e.usable)
@@ -165,25 +248,35 @@ class Core:
             if gen is None:
                 raise ParamError(f"no history item #{generation_id}")
             check_image(self.recorder.file_path(gen.path), "image")
-        job = self.queue.submit("upscale", {"upscaler": entry.rel_path}, priority=priority, generation_id=generation_id)
+        job = self._submit("upscale", {"upscaler": entry.rel_path}, parent, priority=priority,
+                           generation_id=generation_id)
         self.emit(job.id, "queued", {"type": "upscale"})
         self.wake()
         return job
 
-    def submit_tag(self, generation_id: int, priority: int = -10) -> JobInfo:
-        job = self.queue.submit("tag", {}, priority=priority, generation_id=generation_id)
+    def submit_tag(self, generation_id: int, priority: int = -10, parent: dict[str, Any] | None = None) -> JobInfo:
+        with db_session:
+            if self.db.Generation.get(id=generation_id) is None:
+                raise ParamError(f"no history item #{generation_id}")
+        job = self._submit("tag", {}, parent, priority=priority, generation_id=generation_id)
+        self.emit(job.id, "queued", {"type": "tag"})
         self.wake()
         return job
 
     def submit_chat(self, messages: list[dict[str, Any]], params: dict[str, Any] | None = None,
-                    priority: int = 5, group: str = "") -> JobInfo:
-        job = self.queue.submit("chat", {"messages": messages, "params": params or {}}, priority=priority,
-                                group=group)
+                    priority: int = 5, group: str = "", parent: dict[str, Any] | None = None) -> JobInfo:
+        job = self._submit("chat", {"messages": messages, "params": params or {}}, parent, priority=priority,
+                           group=group)
         self.emit(job.id, "queued", {"type": "chat"})
         self.wake()
         return job
 
-    def start_exploration(self, anchor: dict[str, Any], locked: list[str], parent_id: int | None = None) -> str:
+    def submit_rerun(self, generation_id: int, priority: int = 0, parent: dict[str, Any] | None = None) -> JobInfo:
+        return self.submit_generate(dict(self.rerun_request_for(generation_id), parent_id=generation_id),
+                                    priority=priority, parent=parent)
+
+    def start_exploration(self, anchor: dict[str, Any], locked: list[str], parent_id: int | None = None,
+                          parent: dict[str, Any] | None = None) -> str:
         """Queue a 3x3 exploration around `anchor` (a generate request); returns the group of its jobs.
 
         The anchor is checked now; the LLM rewrites (when the prompt is unlocked) and the eight jobs follow in
@@ -200,7 +293,7 @@ class Core:
             if payload.get(key) is not None:
                 request[field_name] = payload[key]
         group = f"explore-{uuidlib.uuid4().hex[:10]}"
-        self._tasks.append(asyncio.create_task(self._explore(group, request, set(locked), parent_id),
+        self._tasks.append(asyncio.create_task(self._explore(group, request, set(locked), parent_id, parent or {}),
                                                name=f"explore-{group}"))
         return group
 
@@ -210,18 +303,22 @@ class Core:
             gen = self.db.Generation.get(id=generation_id)
             if gen is None:
                 raise ParamError(f"no history item #{generation_id}")
-            if gen.kind in ("import", "upscale"):
-                raise ParamError(f"#{generation_id} is an {gen.kind}; only generated images can be re-run")
-            return rerun_request(dict(gen.params))
+            params = dict(gen.params)
+            refusal = rerun_refusal(gen.kind, {**params, "model": params.get("model") or gen.model})
+            if refusal:
+                raise ParamError(f"#{generation_id} cannot be re-run: {refusal}")
+            return rerun_request(params)
 
-    async def _explore(self, group: str, anchor: dict[str, Any], locked: set[str], parent_id: int | None) -> None:
+    async def _explore(self, group: str, anchor: dict[str, Any], locked: set[str], parent_id: int | None,
+                       parent: dict[str, Any]) -> None:
         try:
             rewrites = None
             if "prompt" not in locked:
                 system = self.cfg["llm"]["system_prompts"]["variations"]
                 chat = self.submit_chat(variations_messages(system, anchor["prompt"], CELLS),
                                         {"json_schema": variations_schema(CELLS, anchor["prompt"]), "max_tokens": 800,
-                                         "temperature": 0.9, "stream": False}, priority=20, group=group)
+                                         "temperature": 0.9, "stream": False}, priority=20, group=group,
+                                        parent=parent)
                 done = await self._wait_job(chat.id)
                 if done.state != "done":
                     raise ExploreError(f"the LLM could not write rewrites ({done.state}: {done.error})")
@@ -233,13 +330,13 @@ class Core:
             cells_found = neighbours(anchor, locked, rewrites, seed=random.randrange(2**32))
             for index, (cell, position) in enumerate(zip(cells_found, GRID_POSITIONS)):
                 request = dict(cell, kind="variation", parent_id=parent_id) if parent_id else dict(cell)
-                job = self.submit_generate(request, priority=10, group=group)
+                job = self.submit_generate(request, priority=10, group=group, parent=parent)
                 cells.append({"index": index, "position": list(position), "job_id": job.id,
                               **{k: cell.get(k) for k in LOCKABLE}})
             self.emit(None, "exploration", {"group": group, "cells": cells, "anchor": anchor,
-                                            "parent_id": parent_id})
+                                            "parent_id": parent_id}, parent=parent)
         except (ExploreError, PromptToolError, ParamError) as exc:
-            self.emit(None, "exploration_failed", {"group": group, "message": str(exc)})
+            self.emit(None, "exploration_failed", {"group": group, "message": str(exc)}, parent=parent)
 
     async def _wait_job(self, job_id: int, poll_s: float = 0.05) -> JobInfo:
         while True:
@@ -248,7 +345,7 @@ class Core:
                 return job
             await asyncio.sleep(poll_s)
 
-    async def cancel(self, job_id: int, now: bool = False) -> JobInfo:
+    async def cancel(self, job_id: int, now: bool = False, parent: dict[str, Any] | None = None) -> JobInfo:
         """Cancel a job: queued ones are dropped; a running batch stops after the current image, or at once
         with `now` (the worker is ended and restarted with its model, since the binding cannot abort)."""
         job = self.queue.cancel(job_id)
@@ -258,28 +355,138 @@ class Core:
                 await self.supervisor.restart(run.slot, f"job {job_id} cancelled at once", crash=False)
             else:
                 await run.slot.client.request("cancel", {"job_id": run.worker_job_id})
-        self.emit(job_id, "cancelled", {"now": now})
+        self.emit(job_id, "cancelled", {"now": now, "by": "user"})
         return job
 
-    async def cancel_group(self, group: str) -> list[JobInfo]:
+    async def cancel_group(self, group: str, parent: dict[str, Any] | None = None) -> list[JobInfo]:
         jobs = self.queue.cancel_group(group)
         for job in jobs:
             run = self.runs.get(job.id)
             if run is not None and run.slot.client is not None:
                 await run.slot.client.request("cancel", {"job_id": run.worker_job_id})
-            self.emit(job.id, "cancelled", {"group": group})
+            self.emit(job.id, "cancelled", {"group": group, "by": "user"})
         return jobs
 
-    def retry(self, job_id: int) -> JobInfo:
+    def retry(self, job_id: int, parent: dict[str, Any] | None = None) -> JobInfo:
         job = self.queue.retry(job_id)
         self.emit(job_id, "queued", {"type": job.type, "retry": True})
         self.wake()
         return job
 
-    def set_paused(self, paused: bool) -> None:
+    def set_priority(self, job_id: int, priority: int, parent: dict[str, Any] | None = None) -> JobInfo:
+        job = self.queue.set_priority(job_id, priority)
+        self.emit(job.id, "priority", {"priority": job.priority})
+        return job
+
+    def set_paused(self, paused: bool, parent: dict[str, Any] | None = None) -> None:
         self.queue.set_paused(paused)
-        self.emit(None, "queue_paused" if paused else "queue_resumed", {})
+        self.emit(None, "queue_paused" if paused else "queue_resumed", {}, parent=parent)
         self.wake()
+
+    # ------------------------------------------------------------------ writes on the history and library
+
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one write off the event loop (a locked database waits there, not here)."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            if "database is locked" in str(exc):
+                raise DatabaseBusy("the history database is locked by another process (still busy after "
+                                   "waiting); nothing was changed, try again") from None
+            raise
+
+    async def rate(self, ids: Any, rating: Any, parent: dict[str, Any] | None = None) -> list[int]:
+        done = await self._write(self.library.rate, ids, rating)
+        self.changed("history", done, "rate", parent)
+        return done
+
+    async def set_favorite(self, ids: Any, favorite: Any, parent: dict[str, Any] | None = None) -> list[int]:
+        done = await self._write(self.library.favorite, ids, favorite)
+        self.changed("history", done, "favorite", parent)
+        return done
+
+    async def edit_tags(self, generation_id: Any, add: Any = (), remove: Any = (), replace: Any = None,
+                        parent: dict[str, Any] | None = None) -> list[TagRecord]:
+        tags = await self._write(self.library.edit_tags, generation_id, _texts(add, "add"),
+                                 _texts(remove, "remove"), _texts(replace, "set") if replace is not None else None)
+        self.changed("history", [int(generation_id)], "tags", parent)
+        return tags
+
+    async def delete_items(self, ids: Any, files: bool = False, parent: dict[str, Any] | None = None
+                           ) -> tuple[list[int], int, list[str]]:
+        deleted, removed, problems = await self._write(self.library.delete, ids, bool(files))
+        if deleted:
+            self.changed("history", deleted, "delete", parent)
+        return deleted, removed, problems
+
+    async def save_style(self, style_id: Any, name: str, prompt: str, negative: str = "",
+                         parent: dict[str, Any] | None = None) -> int:
+        sid = await self._write(self.library.save_style, style_id, name, prompt, negative)
+        self.changed("styles", [sid], "save", parent)
+        return sid
+
+    async def save_style_by_name(self, name: str, prompt: str, negative: str = "",
+                                 parent: dict[str, Any] | None = None) -> int:
+        sid = await self._write(self.library.save_style_by_name, name, prompt, negative)
+        self.changed("styles", [sid], "save", parent)
+        return sid
+
+    async def delete_style(self, style_id: Any, parent: dict[str, Any] | None = None) -> None:
+        self.changed("styles", [await self._write(self.library.delete_style, style_id)], "delete", parent)
+
+    async def save_snippet(self, snippet_id: Any, label: str, content: str, category: str = "general",
+                           parent: dict[str, Any] | None = None) -> int:
+        sid = await self._write(self.library.save_snippet, snippet_id, label, content, category)
+        self.changed("snippets", [sid], "save", parent)
+        return sid
+
+    async def delete_snippet(self, snippet_id: Any, parent: dict[str, Any] | None = None) -> None:
+        self.changed("snippets", [await self._write(self.library.delete_snippet, snippet_id)], "delete", parent)
+
+    async def use_snippet(self, snippet_id: Any, parent: dict[str, Any] | None = None) -> int:
+        count = await self._write(self.library.use_snippet, snippet_id)
+        self.changed("snippets", [int(snippet_id)], "use", parent)
+        return count
+
+    async def save_preset(self, kind: str, fields: dict[str, Any], parent: dict[str, Any] | None = None) -> int:
+        pid = await self._write(self.library.save_preset, kind, fields)
+        self.changed("presets", [pid], "save", parent, kind=kind)
+        return pid
+
+    async def delete_preset(self, kind: str, preset_id: Any, parent: dict[str, Any] | None = None) -> None:
+        self.changed("presets", [await self._write(self.library.delete_preset, kind, preset_id)], "delete", parent, kind=kind)
+
+    async def set_setting(self, key: str, value: Any, parent: dict[str, Any] | None = None) -> None:
+        await self._write(self.library.set_setting, key, value)
+        self.changed("settings", [], "set", parent, keys=[key])
+
+    async def save_config(self, data: dict[str, Any], parent: dict[str, Any] | None = None) -> list[str]:
+        """Check and write config.json; the service keeps what it can apply without a restart."""
+        changed = await self._write(self.cfg.replace, data)
+        if changed:
+            self.changed("settings", [], "config", parent, changed=changed)
+        return changed
+
+    async def import_paths(self, paths: list[str], tag: bool | None = None,
+                           parent: dict[str, Any] | None = None) -> ImportReport:
+        """Import files (folders are searched) off the event loop, a few at a time: each batch recorded is
+        announced at once, with `import_progress`, so a long import shows up in every client as it goes."""
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or not paths:
+            raise ParamError("import: give one or more file or folder paths")
+        auto_tag = self.cfg["queue"]["auto_tag"] if tag is None else bool(tag) and self.cfg["queue"]["auto_tag"]
+        importer = Importer(self.recorder, self.queue, self.home.thumbnails, auto_tag=auto_tag)
+        files = await asyncio.to_thread(lambda: list(expand_paths(paths)))
+        report = ImportReport()
+        for start in range(0, len(files), IMPORT_BATCH):
+            part = await asyncio.to_thread(importer.import_paths, files[start:start + IMPORT_BATCH])
+            report.results += part.results
+            ids = [r.generation_id for r in part.results if r.status == "imported" and r.generation_id]
+            if ids:
+                self.changed("history", ids, "import", parent)
+            self.emit(None, "import_progress", {"done": len(report.results), "total": len(files),
+                                                "imported": report.count("imported")}, parent=parent)
+            self.wake()
+        return report
 
     def status(self) -> dict[str, Any]:
         return {
@@ -356,6 +563,7 @@ class Core:
             if job is None:
                 continue
             slot.state, slot.job_id = "busy", job.id
+            self._parents[job.id] = job.parent
             run = JobRun(job, slot)
             self.runs[job.id] = run
             self.emit(job.id, "started", {"type": job.type, "worker": slot.name, "attempt": job.attempts})
@@ -380,6 +588,8 @@ class Core:
             failure = ("internal", f"{type(exc).__name__}: {exc}")
         finally:
             self.runs.pop(job.id, None)
+            for msg_id in run.requests:
+                self._worker_requests.pop(msg_id, None)
             slot.last_used = time.monotonic()
             if slot.job_id == job.id:
                 slot.job_id = None
@@ -418,19 +628,24 @@ class Core:
         return msg
 
     def _on_worker_event(self, slot: WorkerSlot, msg: Message) -> None:
-        job_id = msg.content.get("job_id")
-        if not job_id:
-            if msg.msg_type == "error":
+        """Route a worker's event to the run whose request caused it (its parent header)."""
+        run = self._worker_requests.get(msg.parent_id or "")
+        if run is None:
+            # Not a running job's: a late event of an earlier attempt, or the worker's own notice.
+            if msg.msg_type == "error" and not msg.parent_id:
                 log.warning("worker %s: %s", slot.name, msg.content.get("message"))
             return
-        jid, _, _ = str(job_id).partition("-")
-        try:
-            run = self.runs.get(int(jid))
-        except ValueError:
-            return
-        # Events of an earlier attempt (a batch still finishing on the worker) are not this run's.
-        if run is not None and run.slot is slot and job_id == run.worker_job_id:
+        if run.slot is slot:
             run.events.put_nowait(("event", msg))
+
+    async def _send_job(self, run: JobRun, msg_type: str, content: dict[str, Any], buffers: list[bytes] | None = None
+                        ) -> None:
+        """Send a job request to the run's worker; every event the worker sends for it names it as parent."""
+        assert run.slot.client is not None
+        msg_id = await run.slot.client.request(msg_type, content, buffers or [])
+        # No await between the send and this line, so no event of this request can be read before it.
+        self._worker_requests[msg_id] = run
+        run.requests.append(msg_id)
 
     async def _on_worker_lost(self, slot: WorkerSlot, reason: str) -> None:
         if slot.job_id is not None and slot.job_id in self.runs:
@@ -465,7 +680,7 @@ class Core:
         # Hashing (first use of a file only) overlaps the worker's model load; images wait for it.
         hash_task = asyncio.create_task(self._model_hash(run.job.id, payload["model"]))
         run.slot.loaded = {"model": payload["model"], "kind": "sd", "options": payload["options"]}
-        await run.slot.client.request("generate", {"job_id": run.worker_job_id, "params": params}, buffers)
+        await self._send_job(run, "generate", {"job_id": run.worker_job_id, "params": params}, buffers)
         timeout = self.cfg["timeouts"]["generate"]
         while True:
             msg = await self._next_event(run, timeout)
@@ -515,13 +730,13 @@ class Core:
             params["vae_tiling"] = True
         kind = payload.get("kind", payload.get("mode", "txt2img"))
         try:
+            # The row and the job's list of finished images land in one transaction (see Recorder.record).
             rec = await asyncio.to_thread(
                 self.recorder.record, msg.buffers[0], params, kind, payload.get("parent_id"),
-                payload.get("preset_id"), info.get("elapsed"), info.get("vram_peak_mb"))
+                payload.get("preset_id"), info.get("elapsed"), info.get("vram_peak_mb"), job_id=run.job.id)
         except RecordingError as exc:
             raise _JobFailed("recording", str(exc)) from None
         run.generation_ids.append(rec.id)
-        self.queue.record_partial(run.job.id, {"generation_ids": run.generation_ids})
         await asyncio.to_thread(make_thumbnail, rec.path, self.home.thumbnails, rec.uuid)
         if self.cfg["queue"]["auto_tag"]:
             self.queue.submit("tag", {}, priority=-10, generation_id=rec.id)
@@ -530,6 +745,12 @@ class Core:
                                         "width": rec.width, "height": rec.height})
 
     async def _run_upscale(self, run: JobRun) -> None:
+        done = [int(i) for i in run.job.result.get("generation_ids", [])]
+        if done:  # an earlier attempt recorded the upscale before it was interrupted
+            result = {"generation_ids": done, "status": "done", "info": {"resumed": True}}
+            self.queue.complete(run.job.id, result)
+            self.emit(run.job.id, "done", result)
+            return
         with db_session:
             gen = self.db.Generation[run.job.generation_id]
             source = self.recorder.file_path(gen.path)
@@ -537,8 +758,7 @@ class Core:
             parent_id = gen.id
         png = await asyncio.to_thread(_png_bytes, source)
         upscaler = run.job.payload["upscaler"]
-        await run.slot.client.request("upscale", {"job_id": run.worker_job_id, "params": {"upscaler": upscaler}},
-                                      [png])
+        await self._send_job(run, "upscale", {"job_id": run.worker_job_id, "params": {"upscaler": upscaler}}, [png])
         while True:
             msg = await self._next_event(run, self.cfg["timeouts"]["generate"])
             if msg.msg_type == "progress":
@@ -549,7 +769,7 @@ class Core:
                 w, h = png_size(msg.buffers[0])
                 params.update(width=w, height=h)
                 rec = await asyncio.to_thread(self.recorder.record, msg.buffers[0], params, "upscale", parent_id,
-                                              None, msg.content.get("info", {}).get("elapsed"))
+                                              None, msg.content.get("info", {}).get("elapsed"), job_id=run.job.id)
                 run.generation_ids.append(rec.id)
                 await asyncio.to_thread(make_thumbnail, rec.path, self.home.thumbnails, rec.uuid)
                 self.emit(run.job.id, "image", {"generation_id": rec.id, "uuid": rec.uuid, "path": str(rec.path),
@@ -585,8 +805,7 @@ class Core:
         base = self._llm_params()
         full = {**base, "max_tokens": 256, "temperature": 0.7, **params}
         run.slot.loaded = {"model": base["model"], "kind": "llm", "options": base["options"]}
-        await run.slot.client.request("chat", {"job_id": run.worker_job_id, "messages": messages,
-                                                        "params": full})
+        await self._send_job(run, "chat", {"job_id": run.worker_job_id, "messages": messages, "params": full})
         while True:
             msg = await self._next_event(run, self.cfg["timeouts"]["chat"])
             if msg.msg_type == "token":
@@ -641,10 +860,6 @@ class Core:
         finally:
             self.wake()  # a slot is free: dispatch the next one now, not at the next tick
 
-    def import_paths(self, paths: list[str]) -> Any:
-        report = self.importer.import_paths(paths)
-        self.wake()
-        return report
 
 
 class _JobFailed(Exception):
@@ -652,6 +867,16 @@ class _JobFailed(Exception):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+def _texts(values: Any, what: str) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise ParamError(f"{what}: give a list of tag names, got {values!r}")
+    return list(values)
 
 
 def _png_bytes(path: Path) -> bytes:

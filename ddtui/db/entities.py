@@ -16,6 +16,8 @@ TAG_CATEGORIES = ("subject", "style", "mood", "general")
 TAG_SOURCES = ("user", "llm_text", "llm_vision", "import")
 JOB_TYPES = ("generate", "upscale", "tag", "thumbnail", "chat")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("done", "failed", "cancelled")
 
 
 def utcnow() -> datetime:

@@ -8,58 +8,13 @@ plain dataclasses so callers never hold Pony objects outside a db_session.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pony.orm import Database, db_session
+from pony.orm import Database, db_session, desc, select
 
-from .entities import GENERATION_KINDS, TAG_CATEGORIES
-
-
-@dataclass
-class HistoryQuery:
-    """A history filter; empty fields do not filter."""
-
-    text: str = ""
-    tags: list[str] = field(default_factory=list)
-    model: str = ""
-    min_rating: int = 0
-    favorite: bool = False
-    date_from: datetime | None = None
-    date_to: datetime | None = None
-    kind: str = ""
-
-    def is_empty(self) -> bool:
-        return not (self.text.strip() or self.tags or self.model or self.min_rating or self.favorite
-                    or self.date_from or self.date_to or self.kind)
-
-
-@dataclass
-class HistoryItem:
-    id: int
-    uuid: str
-    path: str
-    kind: str
-    prompt: str
-    model: str
-    width: int
-    height: int
-    seed: int
-    rating: int
-    favorite: bool
-    created: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["created"] = self.created.isoformat(sep=" ", timespec="seconds")
-        return d
-
-
-@dataclass
-class Page:
-    items: list[HistoryItem]
-    next_cursor: int | None  # pass as `after` for the next page; None at the end
+from .entities import FINAL_STATES, GENERATION_KINDS, JOB_STATES, TAG_CATEGORIES
+from .records import HistoryItem, HistoryQuery, JobRecord, Page, TagCount
 
 
 class QueryError(ValueError):
@@ -163,13 +118,6 @@ def count_history(db: Database, q: HistoryQuery | None = None) -> int:
         return db.get_connection().execute(f"SELECT count(*) FROM generation g{where}", args).fetchone()[0]
 
 
-@dataclass
-class TagCount:
-    name: str
-    category: str
-    count: int
-
-
 def tag_counts(db: Database, limit: int = 50, prefix: str = "", category: str = "") -> list[TagCount]:
     """The most used tags for the facet list (counts kept by triggers, so this never scans links)."""
     clauses = ["use_count > 0"]
@@ -191,6 +139,52 @@ def tag_counts(db: Database, limit: int = 50, prefix: str = "", category: str = 
     return [TagCount(*r) for r in rows]
 
 
+def tag_counts_within(db: Database, q: HistoryQuery, limit: int = 50, prefix: str = "", category: str = ""
+                      ) -> list[TagCount]:
+    """The most used tags among the items the filter `q` matches (an empty filter: the kept counts)."""
+    if q.is_empty():
+        return tag_counts(db, limit, prefix, category)
+    clauses, args = _where(q)
+    tag_clauses = ["1"]
+    if prefix:
+        p = prefix.strip().lower()
+        tag_clauses.append("t.name >= ? AND t.name < ?")
+        args += [p, p + "\uffff"]
+    if category:
+        if category not in TAG_CATEGORIES:
+            raise QueryError(f"category must be one of {', '.join(TAG_CATEGORIES)}, got {category!r}")
+        tag_clauses.append("t.category = ?")
+        args.append(category)
+    sql = (f"SELECT t.name, t.category, count(*) AS n FROM generation_tag gt JOIN tag t ON t.id = gt.tag "
+           f"WHERE gt.generation IN (SELECT g.id FROM generation g WHERE {' AND '.join(clauses)}) "
+           f"AND {' AND '.join(tag_clauses)} GROUP BY t.id ORDER BY n DESC, t.name LIMIT ?")
+    args.append(limit)
+    with db_session:
+        rows = db.get_connection().execute(sql, args).fetchall()
+    return [TagCount(*r) for r in rows]
+
+
+def history_items(db: Database, ids: list[int]) -> list[HistoryItem]:
+    """The grid rows of these ids, newest first (ids that no longer exist are left out)."""
+    wanted = sorted({int(i) for i in ids}, reverse=True)
+    items: list[HistoryItem] = []
+    with db_session:
+        conn = db.get_connection()
+        for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM generation g WHERE g.id IN ({marks}) ORDER BY g.id DESC",
+                                chunk).fetchall()
+            items += [_row(r) for r in rows]
+    return items
+
+
+def latest_generation_id(db: Database) -> int:
+    with db_session:
+        row = db.get_connection().execute("SELECT max(id) FROM generation").fetchone()
+    return int(row[0] or 0)
+
+
 def models_in_history(db: Database) -> list[tuple[str, int]]:
     """Models that made images, with counts (served by idx_generation_model)."""
     with db_session:
@@ -198,3 +192,35 @@ def models_in_history(db: Database) -> list[tuple[str, int]]:
             "SELECT model, count(*) FROM generation WHERE model != '' GROUP BY model ORDER BY count(*) DESC"
         ).fetchall()
     return [(r[0], r[1]) for r in rows]
+
+
+PARENT_KEY = "_parent"  # the submitting request's header, kept inside the payload column
+
+
+def job_record(job: Any) -> JobRecord:
+    """A job row as a plain record; the request header kept in the payload becomes `parent`."""
+    payload = dict(job.payload)
+    parent = payload.pop(PARENT_KEY, None) or {}
+    return JobRecord(job.id, job.type, job.state, job.priority, job.attempts, job.max_attempts, job.error or "",
+                     job.worker or "", job.progress, payload, dict(job.result), job.group or "",
+                     job.generation.id if job.generation else None, job.created, job.started, job.finished,
+                     dict(parent))
+
+
+def list_jobs(db: Database, states: Any = None, limit: int = 200, group: str = "") -> list[JobRecord]:
+    """Jobs in `states` (all by default): running first, then queued by priority, then the rest (in a db_session)."""
+    wanted = tuple(states or JOB_STATES)
+    unknown = [s for s in wanted if s not in JOB_STATES]
+    if unknown:
+        raise ValueError(f"unknown state {unknown[0]!r} (known: {', '.join(JOB_STATES)})")
+    q = select(j for j in db.Job if j.state in wanted)
+    if group:
+        q = q.filter(lambda j: j.group == group)
+    rows = q.order_by(lambda j: (j.state != "running", j.state != "queued", -j.priority, j.id))[:limit]
+    return [job_record(j) for j in rows]
+
+
+def finished_jobs(db: Database, limit: int = 200) -> list[JobRecord]:
+    """The most recent jobs that ended (done, failed or cancelled), newest first (in a db_session)."""
+    rows = select(j for j in db.Job if j.state in FINAL_STATES).order_by(lambda j: desc(j.id))[:limit]
+    return [job_record(j) for j in rows]

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from pony.orm import Database, db_session
+from pony.orm import Database
 from rich.markup import escape
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -38,11 +38,14 @@ from ..catalog.models import Catalog
 from ..config import Config, Home
 from ..core.client import CoreClient, RequestFailed, ServiceUnavailable
 from ..db.schema import open_database
+from ..db.store import Store
 from .commands import DdtuiCommands
 from .host import ErrorEntry, Host, ServiceLink
 from .keys import ALL_SCREENS, bindings_for, keymap_from_config
 from .messages import (
+    CHANGE_TOPICS,
     CoreStatus,
+    DataChanged,
     ErrorLogged,
     JobEvent,
     JobPreview,
@@ -138,6 +141,7 @@ class DdtuiApp(Host):
         self.image_note = image_note
         self.db = db if db is not None else open_database(home.db_file)
         self._own_db = db is None
+        self.store = Store(home.db_file, cfg.output_dir, db=self.db)  # every read goes through it
         self.client = None
         self.link = ServiceLink(reason=service_note or "not connected yet")
         self._connect = connect
@@ -151,21 +155,24 @@ class DdtuiApp(Host):
 
     # ------------------------------------------------------------------ the Host API (see host.py)
 
-    async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "") -> dict[str, Any]:
+    async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "",
+                     request_id: str = "") -> dict[str, Any]:
         if self.client is None:
             raise ServiceUnavailable(f"the ddtui service is not connected: {self.link.reason}")
         try:
-            return await self.client.submit(kind, params, priority=priority, group=group)
+            return await self.client.submit(kind, params, priority=priority, group=group, request_id=request_id)
         except ServiceUnavailable as exc:
             self._service_lost(str(exc))
             raise
 
-    async def request(self, msg_type: str, content: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A service request other than submit (cancel_job, retry_job, set_priority, pause_queue, ...)."""
+    async def request(self, msg_type: str, content: dict[str, Any] | None = None, request_id: str = "",
+                      timeout: float = 15.0) -> dict[str, Any]:
+        """A service request other than submit: every write (history.rate, style.save, config.save, ...) and the
+        queue actions (cancel_job, retry_job, set_priority, pause_queue, ...)."""
         if self.client is None:
             raise ServiceUnavailable(f"the ddtui service is not connected: {self.link.reason}")
         try:
-            return await self.client.request(msg_type, content or {})
+            return await self.client.request(msg_type, content or {}, timeout=timeout, request_id=request_id)
         except ServiceUnavailable as exc:
             self._service_lost(str(exc))
             raise
@@ -326,12 +333,14 @@ class DdtuiApp(Host):
             self.remove_class(cls)
         self.add_class(f"-theme-{theme.name}")
         if self.cfg["ui"]["theme"] != theme.name:
-            self.cfg.data["ui"]["theme"] = theme.name
-            self._save_config()
+            self._save_theme(theme.name)
 
-    @work(group="save-config", thread=True, exit_on_error=False, exclusive=True)
-    def _save_config(self) -> None:
-        self.cfg.save()
+    @work(group="save-config", exit_on_error=False, exclusive=True)
+    async def _save_theme(self, name: str) -> None:
+        try:
+            await self.request("config.save", {"changes": {"ui.theme": name}})
+        except (ServiceUnavailable, RequestFailed) as exc:
+            self.notify_error("The theme is used but not saved", str(exc), severity="warning")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -415,18 +424,23 @@ class DdtuiApp(Host):
                 self.post_message(message)
 
     @staticmethod
-    def _message_for(event: dict[str, Any], buffers: list[bytes]) -> JobEvent | JobProgress | JobPreview | None:
+    def _message_for(event: dict[str, Any], buffers: list[bytes]
+                     ) -> JobEvent | JobProgress | JobPreview | DataChanged | None:
         kind = event.get("event", "")
         job_id = str(event.get("job_id", ""))
         data = event.get("data") or {}
+        parent = str(event.get("parent") or "")
         if kind == "progress":
-            return JobProgress.from_event(job_id, data)
+            return JobProgress.from_event(job_id, data, parent)
         if kind == "preview":
             if not buffers:
                 return None
             return JobPreview(job_id, buffers[0], int(data.get("step", 0) or 0), int(data.get("width", 0) or 0),
-                              int(data.get("height", 0) or 0))
-        return JobEvent(job_id, kind, dict(data)) if kind else None
+                              int(data.get("height", 0) or 0), parent)
+        if kind in CHANGE_TOPICS:
+            ids = [int(i) for i in data.get("ids") or [] if isinstance(i, int)]
+            return DataChanged(CHANGE_TOPICS[kind], ids, str(data.get("action", "")), parent, dict(data))
+        return JobEvent(job_id, kind, dict(data), parent) if kind else None
 
     def _poll_status(self) -> None:
         self.poll_status()
@@ -519,6 +533,18 @@ class DdtuiApp(Host):
                 del self._upscales[message.job_id]
         self.forward(message)
 
+    def on_data_changed(self, message: DataChanged) -> None:
+        if message.topic == "settings" and message.action == "config":
+            self._reload_config()
+        self.forward(message)
+
+    @work(group="config-reload", thread=True, exclusive=True, exit_on_error=False)
+    def _reload_config(self) -> None:
+        """config.json was saved through the service (here or by another client): read it again."""
+        changed = self.cfg.reload()
+        if changed:
+            self.call_from_thread(self.post_message, SettingsChanged(changed))
+
     def on_job_progress(self, message: JobProgress) -> None:
         self.forward(message)
 
@@ -556,13 +582,10 @@ class DdtuiApp(Host):
 
     @work(group="send-to", thread=True, exit_on_error=False)
     def _send_to_generate(self, kind: str, generation_id: int) -> None:
-        with db_session:
-            gen = self.db.Generation.get(id=generation_id)
-            if gen is None:
-                raise LookupError(f"no history item #{generation_id}")
-            stored, params = gen.path, dict(gen.params)
-        path = Path(stored) if Path(stored).is_absolute() else self.cfg.output_dir / stored
-        self.call_from_thread(self._init_image_ready, kind, generation_id, path, params)
+        gen = self.store.generation(generation_id)
+        if gen is None:
+            raise LookupError(f"no history item #{generation_id}")
+        self.call_from_thread(self._init_image_ready, kind, generation_id, gen.file, gen.params)
 
     def _init_image_ready(self, kind: str, generation_id: int, path: Path, params: dict[str, Any]) -> None:
         self.show_main("generate")
@@ -584,13 +607,16 @@ class DdtuiApp(Host):
             return
         upscaler = entries[0].rel_path
         if len(entries) > 1:
-            last = await asyncio.to_thread(self._read_setting, UPSCALER_SETTING)
+            last = await asyncio.to_thread(self.store.setting, UPSCALER_SETTING)
             chosen = await self.push_screen_wait(UpscalerPicker(entries, last if isinstance(last, str) else ""))
             if not chosen:
                 return
             upscaler = chosen
             if chosen != last:
-                await asyncio.to_thread(self._write_setting, UPSCALER_SETTING, chosen)
+                try:
+                    await self.request("setting.set", {"key": UPSCALER_SETTING, "value": chosen})
+                except (ServiceUnavailable, RequestFailed) as exc:
+                    self.notify_error("The upscaler choice is not remembered", str(exc), severity="warning")
         try:
             job = await self.submit("upscale", {"generation_id": generation_id, "upscaler": upscaler})
         except (ServiceUnavailable, RequestFailed) as exc:
@@ -599,20 +625,6 @@ class DdtuiApp(Host):
         self._upscales[str(job["id"])] = generation_id
         self.notify(f"Upscaling #{generation_id} with {Path(upscaler).stem}: job {job['id']} queued.",
                     title="Upscale", markup=False)
-
-    def _read_setting(self, key: str) -> Any:
-        """Blocking: one value of the Setting table (call from a thread)."""
-        with db_session:
-            row = self.db.Setting.get(key=key)
-            return row.value if row is not None else None
-
-    def _write_setting(self, key: str, value: Any) -> None:
-        with db_session:
-            row = self.db.Setting.get(key=key)
-            if row is None:
-                self.db.Setting(key=key, value=value)
-            else:
-                row.value = value
 
 
 def build_app(home: Home, cfg: Config, **kwargs: Any) -> DdtuiApp:

@@ -5,14 +5,16 @@ type-checked and no screen imports the app module. A smaller host (a test's, a b
 `Host` and implements what its screen uses; the rest say plainly that this host lacks them.
 
 - `home` (`ddtui.config.Home`), `cfg` (`ddtui.config.Config`; replaced when settings are saved).
-- `db`: a Pony `Database` on the home's history.db. Call it from thread workers inside `db_session`
-  (`@work(group=..., thread=True, exit_on_error=False)`).
+- `store`: the `ddtui.db.store.Store` every read goes through (blocking: call it from thread workers,
+  `@work(group=..., thread=True, exit_on_error=False)`); it returns plain records. Writes are service requests.
+- `db`: the Pony `Database` behind the store (being retired: screens use `store`).
 - `client`: a connected `CoreClient`, or None while the service is unreachable (`service_reason` says why);
   `link`: the state of that connection and the last `core_status`.
-- `await submit(kind, params, priority=0, group="") -> dict`: queue a job (generate, upscale, tag, chat) and
-  return it as a dict (`id`, `state`, `payload`, ...); `await request(msg_type, content)`: any other service
-  request. Both raise `ServiceUnavailable` when no service answers and `RequestFailed` when it refuses (its
-  message says why).
+- `await submit(kind, params, priority=0, group="", request_id="") -> dict`: queue a job (generate, upscale,
+  tag, chat) and return it as a dict (`id`, `state`, `payload`, ...); `await request(msg_type, content,
+  request_id="")`: any other service request, every write included (history.rate, style.save, config.save, ...).
+  Both raise `ServiceUnavailable` when no service answers and `RequestFailed` when it refuses (its message says
+  why). `new_request_id()` gives an id to send a request under: every event it causes carries it as `parent_id`.
 - `catalog(refresh=False)`: the model catalog, scanned once and cached (call it from a thread the first time).
 - `image_protocol`: "kitty", "sixel", "halfcell" or "none"; `image_note` says how it was chosen.
 - `notify_error(title, detail)`: a notification where the user is looking; the detail goes to the error log.
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from pony.orm import Database
 
     from ..catalog.models import Catalog
+    from ..db.store import Store
     from ..config import Config, Home
     from ..core.client import CoreClient
 
@@ -75,6 +78,7 @@ class Host(App[None]):
     home: Home
     cfg: Config
     db: Database
+    store: Store
     client: CoreClient | None = None
     image_protocol: str = "halfcell"
     image_note: str = ""
@@ -93,10 +97,18 @@ class Host(App[None]):
     def service_reason(self) -> str:
         return "" if self.link.connected else self.link.reason
 
-    async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "") -> dict[str, Any]:
+    @staticmethod
+    def new_request_id() -> str:
+        from ..core.client import CoreClient
+
+        return CoreClient.new_request_id()
+
+    async def submit(self, kind: str, params: dict[str, Any], priority: int = 0, group: str = "",
+                     request_id: str = "") -> dict[str, Any]:
         raise self._missing("submit")
 
-    async def request(self, msg_type: str, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def request(self, msg_type: str, content: dict[str, Any] | None = None, request_id: str = "",
+                      timeout: float = 15.0) -> dict[str, Any]:
         raise self._missing("request")
 
     def catalog(self, refresh: bool = False) -> Catalog:

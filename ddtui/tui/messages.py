@@ -28,6 +28,7 @@ class JobEvent(_Copyable, Message, bubble=False):
     job_id: str
     event: str
     data: dict[str, Any] = field(default_factory=dict)
+    parent_id: str = ""  # the msg_id of the request that caused it (see `DdtuiApp.new_request_id`)
 
     @property
     def final(self) -> bool:
@@ -46,12 +47,13 @@ class JobProgress(_Copyable, Message, bubble=False):
     batch: int = 1
     fraction: float = 0.0
     elapsed: float = 0.0
+    parent_id: str = ""
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, JobProgress) and message.job_id == self.job_id
 
     @classmethod
-    def from_event(cls, job_id: str, data: dict[str, Any]) -> "JobProgress":
+    def from_event(cls, job_id: str, data: dict[str, Any], parent_id: str = "") -> "JobProgress":
         def num(key: str, default: float, kind: type = float) -> Any:
             try:
                 return kind(data.get(key, default))
@@ -59,7 +61,8 @@ class JobProgress(_Copyable, Message, bubble=False):
                 return kind(default)
 
         return cls(job_id, num("step", 0, int), num("steps", 0, int), str(data.get("phase", "")),
-                   num("image", 0, int), max(1, num("batch", 1, int)), num("fraction", 0.0), num("elapsed", 0.0))
+                   num("image", 0, int), max(1, num("batch", 1, int)), num("fraction", 0.0), num("elapsed", 0.0),
+                   parent_id)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class JobPreview(_Copyable, Message, bubble=False):
     step: int = 0
     width: int = 0
     height: int = 0
+    parent_id: str = ""
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, JobPreview) and message.job_id == self.job_id
@@ -109,5 +113,22 @@ class SettingsChanged(_Copyable, Message, bubble=False):
     changed: list[str] = field(default_factory=list)
 
 
+@dataclass
+class DataChanged(_Copyable, Message, bubble=False):
+    """Stored data changed (by this client, the CLI or another TUI): `topic` is history, styles, presets,
+    settings or queue; `ids` the rows concerned ([] for "reload it all"); `action` what happened (rate,
+    favorite, tags, delete, new, import, save, use, queued, started, done, ...)."""
+
+    topic: str
+    ids: list[int] = field(default_factory=list)
+    action: str = ""
+    parent_id: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# The service's change events and the topic each becomes (snippets live on the Styles screen).
+CHANGE_TOPICS = {"history_changed": "history", "styles_changed": "styles", "snippets_changed": "styles",
+                 "presets_changed": "presets", "settings_changed": "settings", "queue_changed": "queue"}
+
 FORWARDED: tuple[type[Message], ...] = (JobEvent, JobProgress, JobPreview, ServiceState, CoreStatus,
-                                        SettingsChanged)
+                                        SettingsChanged, DataChanged)

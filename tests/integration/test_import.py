@@ -23,7 +23,8 @@ from tests.unit.test_metadata import (
 )
 
 
-def test_import_every_format(demo_home, tmp_path):
+def test_import_every_format(service, tmp_path):
+    demo_home = service.home  # an import is a request to the service
     src = tmp_path / "made-elsewhere"
     src.mkdir()
     write_png(src / "a1111.png", {"parameters": A1111_TEXT})
@@ -64,7 +65,8 @@ def test_import_every_format(demo_home, tmp_path):
     assert found["id"] == by_name["invoke.png"]["generation_id"]
 
 
-def test_duplicates_and_bad_files_are_reported(demo_home, tmp_path):
+def test_duplicates_and_bad_files_are_reported(service, tmp_path):
+    demo_home = service.home
     good = write_png(tmp_path / "good.png", {"parameters": A1111_TEXT})
     assert ddtui(demo_home, "import", str(good)).returncode == 0
     copy = tmp_path / "renamed-copy.png"

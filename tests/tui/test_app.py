@@ -55,9 +55,11 @@ async def test_help_lists_keys_and_closes(app_on, wait):
         assert isinstance(app.screen, GenerateScreen)
 
 
-async def test_theme_switch_is_remembered_in_config(demo_home: Path, app_at, wait):
-    app = app_at(demo_home)
+async def test_theme_switch_is_remembered_in_config(service, app_at, wait):
+    demo_home = service.home
+    app = app_at(demo_home, connect=True)
     async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.link.connected, 20, "the service link")
         assert app.theme == "ddtui-dark"
         assert {"ddtui-dark", "ddtui-light", "ddtui-high-contrast"} <= set(app.available_themes)
         app.theme = "ddtui-light"
@@ -69,12 +71,14 @@ async def test_theme_switch_is_remembered_in_config(demo_home: Path, app_at, wai
         assert again.theme == "ddtui-light"
 
 
-async def test_theme_from_the_palette_and_a_user_theme_file(demo_home: Path, app_at, wait, offers):
+async def test_theme_from_the_palette_and_a_user_theme_file(service, app_at, wait, offers):
+    demo_home = service.home
     (demo_home / "themes").mkdir()
     (demo_home / "themes" / "mine.toml").write_text('name = "mine"\nprimary = "#ff8800"\ndark = true\n')
     (demo_home / "themes" / "broken.toml").write_text('name = "broken"\nprimary = "not a colour"\n')
-    app = app_at(demo_home)
+    app = app_at(demo_home, connect=True)
     async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.link.connected, 20, "the service link")  # the service saves the choice
         assert "mine" in app.available_themes
         assert any("broken.toml" in e.detail for e in app.error_log)  # reported, not fatal
         await pilot.press("ctrl+p")

@@ -136,10 +136,12 @@ async def test_vram_figures_come_from_proc(demo_home, app_at, wait, fake_proc):
         assert "service offline" in str(workers.get_row_at(0)[2])
 
 
-async def test_settings_validation_error_next_to_the_field(demo_home: Path, app_at, wait):
+async def test_settings_validation_error_next_to_the_field(service, app_at, wait):
+    demo_home = service.home
     before = (demo_home / "config.json").read_text()
-    app = app_at(demo_home)
+    app = app_at(demo_home, connect=True)
     async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.link.connected, 20, "the service link")  # the service writes the file
         await pilot.press("f8")
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
@@ -166,7 +168,9 @@ async def test_settings_validation_error_next_to_the_field(demo_home: Path, app_
                    10, "the file to be saved")
         saved = json.loads((demo_home / "config.json").read_text())
         assert saved["queue"]["max_attempts"] == 2 and saved["ui"]["keys"] == {"app.errors": "ctrl+e"}
-        assert app.cfg["sd"]["preview_size"] == 96
+        # The service announces the change; the app reads the file again and applies the new keys.
+        await wait(pilot, lambda: app.cfg["sd"]["preview_size"] == 96 and app.cfg["ui"]["keys"], 10, "the reload")
+        await pilot.pause(0.1)
         await pilot.press("f4")
         await pilot.press("ctrl+e")  # the new key works at once
         assert type(app.screen).__name__ == "ErrorLogScreen"

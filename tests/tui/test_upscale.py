@@ -3,6 +3,7 @@ image's child, and with several ESRGAN models a picker asks which one and rememb
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ddtui.config import resolve_home
 from ddtui.tui.app import UPSCALER_SETTING
 from ddtui.tui.screens.history import HistoryScreen
 from ddtui.tui.screens.upscale import UpscalerPicker
+from tests.conftest import Service
 from tests.tui.test_inpaint import record_source
 
 SIZE = (160, 48)
@@ -54,23 +56,28 @@ async def test_several_esrgan_models_ask_and_remember(tmp_path: Path, demo_model
     (root / "models" / "esrgan").mkdir(parents=True)
     for name in ("a-sharp-x2", "b-soft-x2"):
         shutil.copy(demo_models / ESRGAN, root / "models" / "esrgan" / f"{name}.safetensors")
-    app = app_at(root)
-    source = record_source(app)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await history_on(pilot, wait, source)
-        screen.grid.focus()
-        await pilot.press("U")
-        await wait(pilot, lambda: isinstance(app.screen, UpscalerPicker), 5, "the picker")
-        options = app.screen.query_one("#upscaler-list", OptionList)
-        assert [o.id for o in options._options] == ["esrgan/a-sharp-x2.safetensors", "esrgan/b-soft-x2.safetensors"]
-        assert options.highlighted == 0
-        await pilot.press("down", "enter")
-        # No service runs here: the choice is remembered, and the refusal says why.
-        await wait(pilot, lambda: any(e.title == f"Cannot upscale #{source}" for e in app.error_log), 5, "the error")
-        with db_session:
-            assert app.db.Setting[UPSCALER_SETTING].value == "esrgan/b-soft-x2.safetensors"
-        await pilot.press("U")
-        await wait(pilot, lambda: isinstance(app.screen, UpscalerPicker), 5, "the picker again")
-        assert app.screen.query_one("#upscaler-list", OptionList).highlighted == 1  # the last choice first
-        await pilot.press("escape")
-        await wait(pilot, lambda: app.screen is screen, 5, "back in History")
+    svc = await asyncio.to_thread(Service(root).start)  # it pings with asyncio.run of its own
+    try:
+        app = app_at(root, connect=True)
+        source = record_source(app)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait(pilot, lambda: app.link.connected, 20, "the service link")
+            screen = await history_on(pilot, wait, source)
+            screen.grid.focus()
+            await pilot.press("U")
+            await wait(pilot, lambda: isinstance(app.screen, UpscalerPicker), 5, "the picker")
+            options = app.screen.query_one("#upscaler-list", OptionList)
+            assert [o.id for o in options._options] == ["esrgan/a-sharp-x2.safetensors",
+                                                        "esrgan/b-soft-x2.safetensors"]
+            assert options.highlighted == 0
+            await pilot.press("down", "enter")
+            await wait(pilot, lambda: any("with b-soft-x2" in str(n.message) for n in app._notifications), 10,
+                       "the upscale queued")
+            assert app.store.setting(UPSCALER_SETTING) == "esrgan/b-soft-x2.safetensors"  # remembered
+            await pilot.press("U")
+            await wait(pilot, lambda: isinstance(app.screen, UpscalerPicker), 5, "the picker again")
+            assert app.screen.query_one("#upscaler-list", OptionList).highlighted == 1  # the last choice first
+            await pilot.press("escape")
+            await wait(pilot, lambda: app.screen is screen, 5, "back in History")
+    finally:
+        svc.stop()

@@ -345,7 +345,10 @@ def test_registry_contents() -> None:
     requests = {"hello_request", "load_model", "generate", "upscale", "chat", "cancel", "shutdown", "heartbeat", "status"}
     events = {"hello", "ack", "progress", "preview", "image", "token", "result", "error", "heartbeat", "state"}
     core_in = {"submit", "cancel_job", "cancel_group", "retry_job", "set_priority", "pause_queue", "resume_queue",
-               "subscribe", "unsubscribe", "core_status", "core_ping", "stop_service"}
+               "subscribe", "unsubscribe", "core_status", "core_ping", "stop_service",
+               "history.rate", "history.favorite", "history.tags", "history.delete", "history.import",
+               "style.save", "style.delete", "snippet.save", "snippet.delete", "snippet.use",
+               "preset.save", "preset.delete", "setting.set", "config.save"}
     core_out = {"job_event", "queue_state", "reply"}
     assert types_for(Direction.REQUEST) == requests
     assert types_for(Direction.EVENT) == events

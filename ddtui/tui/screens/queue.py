@@ -12,7 +12,6 @@ from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
-from pony.orm import db_session, desc, select
 from rich.markup import escape
 from rich.text import Text
 from textual import work
@@ -21,7 +20,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
 from ...core.client import RequestFailed, ServiceUnavailable
-from ...core.queue import JobInfo, JobQueue
+from ...db.records import JobRecord as JobInfo
 from ..keys import bindings_for
 from ..messages import JobEvent, JobProgress, ServiceState
 from ..widgets.progress import format_seconds
@@ -94,15 +93,11 @@ class QueueScreen(MainScreen[None]):
 
     @work(group="queue-load", thread=True, exclusive=True, exit_on_error=False)
     def reload(self) -> None:
-        db = self.app.db
-        queue = JobQueue(db)
-        jobs = queue.list(ACTIVE, limit=300)
+        store = self.app.store
+        jobs = store.jobs(ACTIVE, limit=300)
         if self.show_all:
-            with db_session:
-                finished = select(j for j in db.Job if j.state in ("done", "cancelled")).order_by(
-                    lambda j: desc(j.id))[:FINISHED_SHOWN]
-                jobs += [JobInfo.of(j) for j in finished]
-        paused = queue.paused()
+            jobs += [j for j in store.finished_jobs(FINISHED_SHOWN) if j.state in ("done", "cancelled")]
+        paused = store.queue_paused()
         self.app.call_from_thread(self._show, jobs, paused)
 
     def _show(self, jobs: list[JobInfo], paused: bool) -> None:

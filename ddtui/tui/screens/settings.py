@@ -20,7 +20,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, Footer, Input, Label, Select, Static, TextArea
 
-from ...config import DEFAULTS, ConfigError, validate, write_json_atomic
+from ...config import DEFAULTS, ConfigError, get_dotted, leaves, set_dotted, validate
+from ...core.client import RequestFailed, ServiceUnavailable
 from ..keys import bindings_for
 from ..messages import SettingsChanged
 from ..widgets.image import CHOICES as IMAGE_CHOICES
@@ -43,41 +44,12 @@ HELP: dict[str, str] = {
 SERVICE_SECTIONS = ("paths", "llm", "sd", "workers", "queue", "timeouts")
 
 
-def leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, default) for every editable value; ui.keys and lists are single JSON fields."""
-    for key, value in node.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict) and dotted != "ui.keys":
-            yield from leaves(value, dotted)
-        else:
-            yield dotted, value
-
-
 def field_id(dotted: str) -> str:
     return "f-" + dotted.replace(".", "--")
 
 
 def error_id(dotted: str) -> str:
     return "e-" + dotted.replace(".", "--")
-
-
-def get_dotted(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def flat(data: dict[str, Any]) -> dict[str, str]:
-    return {key: json.dumps(get_dotted(data, key), sort_keys=True) for key, _ in leaves(DEFAULTS)}
 
 
 class SettingsScreen(MainScreen[None]):
@@ -226,25 +198,26 @@ class SettingsScreen(MainScreen[None]):
             return
         self.write(merged)
 
-    @work(group="settings-save", thread=True, exit_on_error=False, exclusive=True)
-    def write(self, merged: dict[str, Any]) -> None:
-        cfg = self.app.cfg
-        before = flat(cfg.data)
-        write_json_atomic(cfg.path or self.app.home.config_file, merged)
-        self.app.call_from_thread(self._saved, before, merged)
+    @work(group="settings-save", exclusive=True, exit_on_error=False)
+    async def write(self, merged: dict[str, Any]) -> None:
+        """The service checks and writes config.json and tells every client what changed."""
+        try:
+            result = await self.app.request("config.save", {"config": merged})
+        except (ServiceUnavailable, RequestFailed) as exc:
+            summary = f"Not saved: {exc}"
+            self.query_one("#settings-summary", Static).update(f"[b red]{escape(summary)}[/]")
+            self.notify(escape(summary), title="Settings", severity="error")
+            return
+        self._saved(list(result.get("changed", [])))
 
-    def _saved(self, before: dict[str, str], merged: dict[str, Any]) -> None:
+    def _saved(self, changed: list[str]) -> None:
         cfg = self.app.cfg
-        cfg.data = merged
-        after = flat(merged)
-        changed = [k for k in after if after[k] != before.get(k)]
         service = [k for k in changed if k.split(".")[0] in SERVICE_SECTIONS]
         note = (" The service reads " + ", ".join(service[:4]) + (" …" if len(service) > 4 else "")
                 + " when it starts again (ddtui serve --stop, then start ddtui).") if service else ""
         self.query_one("#settings-summary", Static).update(
             f"[green]Saved[/] {escape(str(cfg.path))} · {len(changed)} change(s).{escape(note)}")
         self.notify(escape(f"{len(changed)} change(s) saved.{note}"), title="Settings")
-        self.app.post_message(SettingsChanged(changed))
 
     def action_revert(self) -> None:
         self.fill(self.app.cfg.data)

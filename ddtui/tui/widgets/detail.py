@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ...db.records import LineageLink
 from .image import ImageView
 from .thumbgrid import stars
 
@@ -30,19 +31,6 @@ CHILDREN_SHOWN = 100
 _PARAM_ORDER = ("prompt", "negative_prompt", "model", "width", "height", "seed", "steps", "cfg", "guidance",
                 "sampler", "scheduler", "strength", "clip_skip", "loras", "hires", "vae_tiling", "model_hash")
 _PARAM_SKIP = {"options", "mode", "batch", "preview_every", "preview_size", "components"}
-
-
-@dataclass
-class LineageLink:
-    id: int
-    kind: str
-    prompt: str
-    created: datetime
-
-    def label(self, relation: str) -> str:
-        prompt = " ".join(self.prompt.split())
-        prompt = prompt[:40] + "\u2026" if len(prompt) > 40 else prompt
-        return f"{relation} #{self.id} {self.kind} \u00b7 {prompt}"
 
 
 @dataclass
