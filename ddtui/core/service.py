@@ -46,6 +46,7 @@ log = logging.getLogger("ddtui.core")
 PERMANENT_REASONS = {"bad_params", "bad_lora", "bad_path", "missing_file", "flat_image", "load_failed",
                      "generation_failed", "upscale_failed", "unsupported", "unknown_job", "bad_request"}
 TICK_S = 0.2
+LOOP_BUSY_TIMEOUT_MS = 1000
 IMPORT_BATCH = 16  # files imported per step of a long import (each step is announced)
 RECONCILE_S = 5.0
 
@@ -119,6 +120,10 @@ class Core:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        # The loop's own queries wait briefly for a lock: while another process holds the database, requests
+        # are still answered (writes run in threads with the full busy timeout, and say "locked" if it lasts).
+        with db_session:
+            self.db.get_connection().execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
         for job in self.queue.recover_interrupted():
             log.info("job %d %s after an interrupted run", job.id, job.state)
         for rec in await asyncio.to_thread(self.recorder.adopt_orphans):
