@@ -53,30 +53,48 @@ def make_home(root: Path, models: Path, **overrides) -> Path:
 @pytest.fixture(autouse=True)
 def _no_service_outlives_its_test(tmp_path):
     """A command that needed the service starts one detached (as for a user); end it with the test that
-    caused it, so no stray service and workers load the machine while later tests run."""
+    caused it, so no stray service and workers load the machine while later tests run. Services are found by
+    their command line (a home under this test's folder), so one that had not yet written its pid file is too."""
     yield
     import signal
 
-    for pid_file in [*tmp_path.glob("*/run/service.pid"), *tmp_path.glob("*/*/run/service.pid")]:
-        try:
-            pid = int(pid_file.read_text().strip())
-            if str(pid_file.parent.parent) not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                continue  # that process is gone and its pid is someone else's now
-            os.killpg(pid, signal.SIGTERM)
-        except (OSError, ValueError):
-            continue
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+    def services() -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
             try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            try:
-                os.killpg(pid, signal.SIGKILL)
+                args = (proc / "cmdline").read_bytes().split(b"\0")
             except OSError:
-                pass
+                continue
+            if b"serve" in args and any(a.startswith(str(tmp_path).encode()) for a in args):
+                found.append(int(proc.name))
+        return found
+
+    pids = services()
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)  # the service leads its own process group, workers included
+        except OSError:
+            pass
+    deadline = time.monotonic() + 20
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists() and b"zombie" not in _state(p)]
+        time.sleep(0.1)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _state(pid: int) -> bytes:
+    """The process's State line of /proc (b"zombie" once it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_bytes().splitlines()
+    except OSError:
+        return b"zombie"
+    return next((line.lower() for line in lines if line.startswith(b"State:")), b"zombie")
 
 
 @pytest.fixture
