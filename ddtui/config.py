@@ -362,7 +362,7 @@ def validate(data: Any, file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: 'sd.preview_size' must be at least 16, got {merged['sd']['preview_size']}")
     if merged["queue"]["max_attempts"] < 1:
         raise ConfigError(f"{file}: 'queue.max_attempts' must be at least 1")
-    return merged
+    return dict(merged)
 
 
 def load_config(home: Home) -> Config:

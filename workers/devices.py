@@ -100,7 +100,7 @@ def gpu_info() -> dict[str, Any]:
 
 
 def vram_free() -> int:
-    return gpu_info()["vram_free"]
+    return int(gpu_info()["vram_free"])
 
 
 def _meminfo() -> dict[str, int]:

@@ -99,7 +99,7 @@ class _Sampler:
         self.forced = ""  # why EOS was forced ("length", "cancelled"), "" when the model stopped itself
 
     def near_end(self) -> bool:
-        return self.position >= self.limit
+        return bool(self.position >= self.limit)
 
     def _take(self, token: int) -> None:
         if llama_vocab_is_eog(self.llm, token):

@@ -20,6 +20,7 @@ Must never import Textual; nothing here imports a binding.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -651,7 +652,7 @@ class WorkerLoop:
                 try:
                     ready = dict(poller.poll(_POLL_MS))
                 except zmq.ZMQError as exc:
-                    if exc.errno == zmq.EINTR:  # a signal; the handler already set the flag
+                    if exc.errno == errno.EINTR:  # a signal; the handler already set the flag
                         continue
                     raise
                 if pidfd is not None and pidfd in ready:

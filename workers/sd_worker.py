@@ -83,7 +83,7 @@ def is_flat(image: Image.Image, share: float = 0.99) -> bool:
     flat = arr[::step, ::step].reshape(-1, 3).astype(np.uint32)
     packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
     _, counts = np.unique(packed, return_counts=True)
-    return counts.max() >= share * packed.size
+    return bool(counts.max() >= share * packed.size)
 
 
 def parse_loras(prompt: str, lora_dir: Path, model_dir: Path) -> tuple[str, list[dict[str, Any]]]:
@@ -130,7 +130,7 @@ def _fit(image: Image.Image, w: int, h: int, gen_w: int, gen_h: int, mode: str) 
     """Resize to the requested size, then pad right/bottom (edge pixels) to exactly the size that is sampled."""
     image = image.convert(mode)
     if image.size != (w, h):
-        image = image.resize((w, h), Image.LANCZOS if mode == "RGB" else Image.BILINEAR)
+        image = image.resize((w, h), Image.Resampling.LANCZOS if mode == "RGB" else Image.Resampling.BILINEAR)
     if (gen_w, gen_h) == (w, h):
         return image
     arr = np.asarray(image)
@@ -145,11 +145,11 @@ def composite_inpaint(original: Image.Image, generated: Image.Image, mask: Image
     never reaches outside: wherever the mask is black the result is the original, byte for byte.
     """
     orig = np.asarray(original.convert("RGB"))
-    gen = np.asarray(generated.convert("RGB").resize(original.size, Image.LANCZOS)
+    gen = np.asarray(generated.convert("RGB").resize(original.size, Image.Resampling.LANCZOS)
                      if generated.size != original.size else generated.convert("RGB"))
     m = mask.convert("L")
     if m.size != original.size:
-        m = m.resize(original.size, Image.BILINEAR)
+        m = m.resize(original.size, Image.Resampling.BILINEAR)
     hard = np.asarray(m)
     # sigma = blur / 2: the blend reaches the generated image about `blur` pixels inside the mask's edge
     soft = np.asarray(m.filter(ImageFilter.GaussianBlur(blur / 2))) if blur > 0 else hard
@@ -464,7 +464,7 @@ class SDBackend:
         start = time.monotonic()
         import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
 
-        @sd_cpp.sd_progress_callback
+        @sd_cpp.sd_progress_callback  # type: ignore[untyped-decorator]  # a ctypes callback type
         def on_load(step: int, steps: int, _t: float, _data: Any) -> None:
             try:
                 ctx.progress(step, max(steps, 1), "loading")
@@ -530,7 +530,8 @@ class SDBackend:
             raise _memory_or("upscale_failed", exc) from None
         finally:
             reset_callbacks()
-        return out.convert("RGB")
+        upscaled: Image.Image = out.convert("RGB")
+        return upscaled
 
     # ------------------------------------------------------------------ generate
     def _generate(self, ctx: JobContext) -> dict[str, Any]:
@@ -581,7 +582,7 @@ class SDBackend:
         if init is not None and mask is not None:
             original = init.convert("RGB")
             if original.size != image.size:
-                original = original.resize(image.size, Image.LANCZOS)
+                original = original.resize(image.size, Image.Resampling.LANCZOS)
             image = composite_inpaint(original, image, mask, gp.mask_blur)
             info["mask_blur"] = gp.mask_blur
         if gp.hires is not None:
@@ -594,7 +595,7 @@ class SDBackend:
                         break
                     image = self._esrgan(upscaler, image)
             if image.size != (hr.width, hr.height):
-                image = image.resize((hr.width, hr.height), Image.LANCZOS)
+                image = image.resize((hr.width, hr.height), Image.Resampling.LANCZOS)
             ctx.progress(1, 1, "upscaling", force=True)
             image = self._sample_checked(ctx, gp, info, seed=seed, init=image, mask=None, width=hr.width,
                                          height=hr.height, steps=hr.steps, strength=hr.strength, phase="hires")
@@ -643,7 +644,7 @@ class SDBackend:
                 frame = frames[0].convert("RGB")
                 fw, fh = frame.size
                 frame = frame.crop((0, 0, max(1, round(fw * width / gen_w)), max(1, round(fh * height / gen_h))))
-                frame.thumbnail((gp.preview_size, gp.preview_size), Image.BILINEAR)
+                frame.thumbnail((gp.preview_size, gp.preview_size), Image.Resampling.BILINEAR)
                 ctx.emit("preview", {"step": int(step), "width": frame.width, "height": frame.height},
                          [_png(frame, 1)])
             except Exception:
@@ -675,11 +676,11 @@ class SDBackend:
             reset_callbacks()
         if not images:
             raise WorkerError("generation_failed", "the binding returned no image")
-        image = images[0].convert("RGB")  # the binding returns RGBA
+        image: Image.Image = images[0].convert("RGB")  # the binding returns RGBA
         if image.size != (gen_w, gen_h):
             # The library aligned differently than its family says: scale back so the padding maps right.
             log.warning("asked for %dx%d, stable-diffusion.cpp returned %dx%d", gen_w, gen_h, *image.size)
-            image = image.resize((gen_w, gen_h), Image.LANCZOS)
+            image = image.resize((gen_w, gen_h), Image.Resampling.LANCZOS)
         if image.size != (width, height):
             image = image.crop((0, 0, width, height))
         return image
@@ -720,7 +721,7 @@ def _install_log_callback(sd_cpp: Any) -> None:
     if _log_callback_ref is not None:
         return
 
-    @sd_cpp.sd_log_callback
+    @sd_cpp.sd_log_callback  # type: ignore[untyped-decorator]  # a ctypes callback type
     def on_log(level: int, text: bytes, _data: Any) -> None:
         try:
             py_level = _SD_LEVELS.get(level, logging.INFO)

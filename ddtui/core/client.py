@@ -50,10 +50,10 @@ class CoreClient:
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint(home))
-        self._pending: dict[str, asyncio.Future] = {}
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.events: asyncio.Queue[tuple[dict[str, Any], list[bytes]]] = asyncio.Queue()
-        self._reader: asyncio.Task | None = None
-        self._pinger: asyncio.Task | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "CoreClient":
         return self
@@ -92,7 +92,7 @@ class CoreClient:
         msg = self.session.msg(msg_type, content or {})
         if request_id:
             msg["header"]["msg_id"] = msg["msg_id"] = request_id
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[msg["msg_id"]] = fut
         self.session.send(self.sock, msg)
         try:
@@ -102,7 +102,7 @@ class CoreClient:
             raise ServiceUnavailable(f"the ddtui service did not answer {msg_type} within {timeout:.0f} s") from None
         if not reply.get("ok"):
             raise RequestFailed(reply.get("error", "request failed"), reply.get("reason", ""))
-        return reply.get("result", {})
+        return dict(reply.get("result") or {})
 
     async def subscribe(self, job_id: int | str | None = None, group: str = "") -> None:
         content: dict[str, Any] = {}
@@ -133,7 +133,7 @@ class CoreClient:
         if group:
             content["group"] = group
         result = await self.request("submit", content, request_id=request_id)
-        return result.get("job", result)
+        return dict(result.get("job", result))
 
     async def close(self) -> None:
         for task in (self._reader, self._pinger):
@@ -176,7 +176,7 @@ async def ping(home: Home, timeout: float = 3.0) -> bool:
         await client.close()
 
 
-def start_detached(home: Home) -> subprocess.Popen:
+def start_detached(home: Home) -> subprocess.Popen[bytes]:
     """Start `ddtui serve` for this home in its own session, logging to logs/service.out."""
     home.ensure()
     out = open(home.logs / "service.out", "ab")

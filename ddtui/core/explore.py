@@ -69,7 +69,7 @@ def neighbours(anchor: dict[str, Any], locked: set[str], rewrites: list[str] | N
             cell["sampler"] = rng.choice([s for s in SAMPLER_FAMILY if s != anchor.get("sampler")])
         if "scheduler" in free:
             cell["scheduler"] = rng.choice([s for s in SCHEDULER_FAMILY if s != anchor.get("scheduler")])
-        if "prompt" in free:
+        if "prompt" in free and rewrites:  # never empty here: checked above
             cell["prompt"] = rewrites[len(cells) % len(rewrites)]
         key = tuple(cell.get(p) for p in LOCKABLE)
         if key in seen:

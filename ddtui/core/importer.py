@@ -12,7 +12,7 @@ import os
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from PIL import Image
 from pony.orm import db_session
@@ -35,7 +35,7 @@ class ImportResult:
     generation_id: int | None = None
     message: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 

@@ -7,12 +7,13 @@ interrupted and go back to `queued` with their attempt count, or to `failed` onc
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from pony.orm import Database, db_session, select
 
-from ..db.entities import ACTIVE_STATES, FINAL_STATES, JOB_STATES, JOB_TYPES, utcnow
+from ..db.entities import ACTIVE_STATES, FINAL_STATES, JOB_TYPES, utcnow
 from ..db.queries import PARENT_KEY, job_record, list_jobs
 from ..db.records import JobRecord
 
@@ -55,7 +56,7 @@ class JobQueue:
                 raise QueueError(f"no job {job_id}")
             return job_record(job)
 
-    def list(self, states: Iterable[str] | None = None, limit: int = 200, group: str = "") -> list[JobInfo]:
+    def list(self, states: Iterable[str] | None = None, limit: int = 200, group: str = "") -> builtins.list[JobInfo]:
         try:
             with db_session:
                 return list_jobs(self.db, states, limit, group)
@@ -65,7 +66,7 @@ class JobQueue:
     def count(self, states: Iterable[str] = ACTIVE_STATES, types: Iterable[str] | None = None) -> int:
         states, types = tuple(states), tuple(types or JOB_TYPES)
         with db_session:
-            return select(j for j in self.db.Job if j.state in states and j.type in types).count()
+            return int(select(j for j in self.db.Job if j.state in states and j.type in types).count())
 
     # -- dispatching
 
@@ -128,7 +129,7 @@ class JobQueue:
                 job.attempts = max(0, job.attempts - 1)
             return job_record(job)
 
-    def release_untracked(self, tracked: set[int], workers: set[str], older_than_s: float = 10.0) -> list[JobInfo]:
+    def release_untracked(self, tracked: set[int], workers: set[str], older_than_s: float = 10.0) -> builtins.list[JobInfo]:
         """Jobs marked running by one of `workers` that nothing tracks any more (a write that failed while
         the database was locked, say) go back to the queue with the attempt counted."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
@@ -147,7 +148,7 @@ class JobQueue:
                 released.append(job_record(job))
         return released
 
-    def recover_interrupted(self) -> list[JobInfo]:
+    def recover_interrupted(self) -> builtins.list[JobInfo]:
         """At start: jobs left running by a previous run are re-queued, or failed once out of attempts."""
         changed = []
         with db_session:
@@ -173,7 +174,7 @@ class JobQueue:
             job.state, job.finished = "cancelled", utcnow()
             return job_record(job)
 
-    def cancel_group(self, group: str) -> list[JobInfo]:
+    def cancel_group(self, group: str) -> builtins.list[JobInfo]:
         with db_session:
             jobs = select(j for j in self.db.Job if j.group == group and j.state in ACTIVE_STATES)[:]
             now = utcnow()

@@ -184,7 +184,7 @@ class Recorder:
                 result = dict(job.result)
                 result["generation_ids"] = [*result.get("generation_ids", []), gen.id]
                 job.result = result
-            return gen.id
+            return int(gen.id)
 
     def adopt_orphans(self, days: int = 7) -> list[RecordedImage]:
         """Record complete images a crash left without a row; delete half-written temporary files."""
@@ -225,7 +225,7 @@ class Recorder:
             if self.db.Generation.get(uuid=gen_uuid):
                 return None
         params = doc.get("params") or {}
-        kind = doc.get("kind") if doc.get("kind") in GENERATION_KINDS else "txt2img"
+        kind = str(doc["kind"]) if doc.get("kind") in GENERATION_KINDS else "txt2img"
         parent_uuid = (doc.get("lineage") or {}).get("parent")
         with db_session:
             parent = self.db.Generation.get(uuid=parent_uuid) if parent_uuid else None
@@ -234,7 +234,7 @@ class Recorder:
         with open(png, "rb") as fh:
             width, height = png_size(fh.read(24))
         gid = self.insert_row(gen_uuid, png, kind, params, width, height, parent_id, None, doc.get("duration_s"),
-                           None, doc.get("source") or "ddtui", "", created)
+                              None, str(doc.get("source") or "ddtui"), "", created)
         log.info("adopted %s (recorded after a crash)", png)
         return RecordedImage(gid, gen_uuid, png, width, height)
 

@@ -152,7 +152,7 @@ class ServiceServer:
         result = handler(c, dict(msg.header), idents)
         if asyncio.iscoroutine(result):
             result = await result
-        return result
+        return dict(result)
 
     # One handler per request type: (content, header of the request, client identity) -> result.
     # Every write passes the request's header on, so the events it causes carry it as their parent.
@@ -221,7 +221,7 @@ class ServiceServer:
         return {"deleted": deleted, "files_removed": removed, "problems": problems}
 
     async def _import(self, c: dict[str, Any], parent: dict[str, Any], _i: list[bytes]) -> dict[str, Any]:
-        report = await self.core.import_paths(c.get("paths"), c.get("tag"), parent=parent)
+        report = await self.core.import_paths(c["paths"], c.get("tag"), parent=parent)
         return {"results": [r.to_dict() for r in report.results],
                 "counts": {s: report.count(s) for s in ("imported", "duplicate", "skipped")}}
 
@@ -257,7 +257,7 @@ class ServiceServer:
         return {"deleted": c.get("id")}
 
     async def _setting_set(self, c: dict[str, Any], parent: dict[str, Any], _i: list[bytes]) -> dict[str, Any]:
-        await self.core.set_setting(c.get("key"), c.get("value"), parent=parent)
+        await self.core.set_setting(c["key"], c.get("value"), parent=parent)
         return {"key": c.get("key")}
 
     async def _config_save(self, c: dict[str, Any], parent: dict[str, Any], _i: list[bytes]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from PIL import Image
 from pony.orm import db_session
@@ -55,7 +55,8 @@ RECONCILE_S = 5.0
 class JobRun:
     job: JobInfo
     slot: WorkerSlot
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    # ("event", Message), ("lost", reason) or ("stopping", None)
+    events: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     generation_ids: list[int] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     requests: list[str] = field(default_factory=list)  # msg_ids of the requests sent to the worker for it
@@ -67,6 +68,7 @@ class JobRun:
 
 
 # A listener gets each event, its buffers and the header of the request that caused it ({} for none).
+T = TypeVar("T")
 Listener = Callable[[dict[str, Any], list[bytes], dict[str, Any]], None]
 
 # Job events that change what the queue shows: each also goes out as one `queue_changed`.
@@ -106,7 +108,7 @@ class Core:
         self._worker_requests: dict[str, JobRun] = {}  # worker request msg_id -> the run it belongs to
         self._parents: dict[int, dict[str, Any]] = {}  # job id -> header of the request that submitted it
         self.listeners: list[Listener] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -390,7 +392,7 @@ class Core:
 
     # ------------------------------------------------------------------ writes on the history and library
 
-    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run one write off the event loop (a locked database waits there, not here)."""
         try:
             return await asyncio.to_thread(fn, *args)
@@ -630,6 +632,7 @@ class Core:
             raise _JobFailed("worker_lost", msg)
         if kind == "stopping":
             raise _JobFailed("interrupted", "the service is stopping")
+        assert isinstance(msg, Message)
         return msg
 
     def _on_worker_event(self, slot: WorkerSlot, msg: Message) -> None:
@@ -676,9 +679,9 @@ class Core:
             params["seed"] = payload["seed"] + len(done)
             params["batch"] = payload["batch"] - len(done)
             if params["batch"] <= 0:
-                result = {"generation_ids": done, "status": "done", "info": {"resumed": True}}
-                self.queue.complete(run.job.id, result)
-                self.emit(run.job.id, "done", result)
+                resumed = {"generation_ids": done, "status": "done", "info": {"resumed": True}}
+                self.queue.complete(run.job.id, resumed)
+                self.emit(run.job.id, "done", resumed)
                 return
         params["preview_every"] = self.cfg["sd"]["preview_interval"]
         params["preview_size"] = self.cfg["sd"]["preview_size"]
@@ -703,7 +706,8 @@ class Core:
                 await self._record_image(run, payload, msg, await hash_task)
             elif msg.msg_type == "result":
                 status = c.get("status")
-                result = {"generation_ids": run.generation_ids, "status": status, "info": c.get("info", {})}
+                result: dict[str, Any] = {"generation_ids": run.generation_ids, "status": status,
+                                          "info": c.get("info", {})}
                 info = self.queue.complete(run.job.id, result)
                 self.emit(run.job.id, "done" if info.state == "done" else info.state, result)
                 return
@@ -752,9 +756,9 @@ class Core:
     async def _run_upscale(self, run: JobRun) -> None:
         done = [int(i) for i in run.job.result.get("generation_ids", [])]
         if done:  # an earlier attempt recorded the upscale before it was interrupted
-            result = {"generation_ids": done, "status": "done", "info": {"resumed": True}}
-            self.queue.complete(run.job.id, result)
-            self.emit(run.job.id, "done", result)
+            resumed = {"generation_ids": done, "status": "done", "info": {"resumed": True}}
+            self.queue.complete(run.job.id, resumed)
+            self.emit(run.job.id, "done", resumed)
             return
         with db_session:
             gen = self.db.Generation[run.job.generation_id]
@@ -780,7 +784,7 @@ class Core:
                 self.emit(run.job.id, "image", {"generation_id": rec.id, "uuid": rec.uuid, "path": str(rec.path),
                                                 "index": 0, "width": rec.width, "height": rec.height})
             elif msg.msg_type == "result":
-                result = {"generation_ids": run.generation_ids, "status": msg.content.get("status")}
+                result: dict[str, Any] = {"generation_ids": run.generation_ids, "status": msg.content.get("status")}
                 self.queue.complete(run.job.id, result)
                 self.emit(run.job.id, "done", result)
                 return
@@ -848,6 +852,7 @@ class Core:
         except TaggingError as exc:
             raise _JobFailed("bad_answer", str(exc)) from None
         source = "llm_vision" if vision else "llm_text"
+        assert run.job.generation_id is not None  # a tag job is made for one image
         stored = store_llm_tags(self.db, run.job.generation_id, tags, source)
         out = {"tags": [{"name": n, "category": c} for n, c in tags], "stored": stored, "source": source}
         self.queue.complete(run.job.id, out)
@@ -896,8 +901,8 @@ def _png_bytes(path: Path) -> bytes:
 
 
 def _small_png(path: Path, size: int) -> bytes:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.open(path) as opened:
+        im = opened.convert("RGB")
         im.thumbnail((size, size))
         out = io.BytesIO()
         im.save(out, "PNG")

@@ -80,4 +80,4 @@ def save_style(db: Database, name: str, prompt: str, negative: str = "") -> int:
         else:
             style.prompt, style.negative_prompt = prompt, negative
         style.flush()
-        return style.id
+        return int(style.id)

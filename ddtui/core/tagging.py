@@ -163,8 +163,9 @@ def tags_of(db: Database, generation_id: int) -> list[dict[str, Any]]:
         gen = db.Generation.get(id=generation_id)
         if gen is None:
             return []
-        return sorted(({"name": l.tag.name, "category": l.tag.category, "source": l.source,
-                        "confidence": l.confidence} for l in gen.tags), key=lambda t: (t["category"], t["name"]))
+        return sorted(({"name": link.tag.name, "category": link.tag.category, "source": link.source,
+                        "confidence": link.confidence} for link in gen.tags),
+                      key=lambda t: (t["category"], t["name"]))
 
 
 def _tag(db: Database, name: str, category: str) -> Any:

@@ -22,9 +22,9 @@ def make_thumbnail(image_path: Path, cache_dir: Path, uuid: str, size: int = THU
     """Write (or rewrite) the thumbnail for `image_path`; returns its path."""
     target = thumbnail_path(cache_dir, uuid)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(image_path) as im:
-        im.draft("RGB", (size, size))  # JPEG sources decode at a reduced scale: much faster
-        im = im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im
+    with Image.open(image_path) as opened:
+        opened.draft("RGB", (size, size))  # JPEG sources decode at a reduced scale: much faster
+        im: Image.Image = opened.convert("RGBA") if opened.mode in ("P", "LA", "PA") else opened
         if im.mode == "RGBA":
             background = Image.new("RGB", im.size, (24, 24, 24))
             background.paste(im, mask=im.getchannel("A"))

@@ -138,6 +138,7 @@ class WorkerClient:
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._streams: dict[str, JobEvents] = {}
+        self._handler_tasks: set[asyncio.Future[Any]] = set()  # on_event coroutines still running
         self._events: asyncio.Queue[Message | None] = asyncio.Queue()  # None: the client was closed
         self._seq = itertools.count(1)
         self.last_seen: float | None = None  # monotonic time of the last verified event
@@ -304,7 +305,9 @@ class WorkerClient:
             try:
                 result = self.on_event(msg)
                 if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                    task = asyncio.ensure_future(result)
+                    self._handler_tasks.add(task)  # held until done: the loop keeps only weak references
+                    task.add_done_callback(self._handler_tasks.discard)
             except Exception:
                 log.exception("on_event handler failed for %s", msg.msg_type)
             return

@@ -85,7 +85,7 @@ def _sql_time(value: datetime) -> str:
     return value.isoformat(sep=" ")
 
 
-def _row(r: tuple) -> HistoryItem:
+def _row(r: tuple[Any, ...]) -> HistoryItem:
     created = r[11]
     if isinstance(created, str):
         created = datetime.fromisoformat(created)
@@ -115,7 +115,7 @@ def count_history(db: Database, q: HistoryQuery | None = None) -> int:
     clauses, args = _where(q)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     with db_session:
-        return db.get_connection().execute(f"SELECT count(*) FROM generation g{where}", args).fetchone()[0]
+        return int(db.get_connection().execute(f"SELECT count(*) FROM generation g{where}", args).fetchone()[0])
 
 
 def tag_counts(db: Database, limit: int = 50, prefix: str = "", category: str = "") -> list[TagCount]:

@@ -169,7 +169,7 @@ def open_database(path: str | Path) -> Database:
     found = upgrade(path)
     db = Database()
 
-    @db.on_connect(provider="sqlite")
+    @db.on_connect(provider="sqlite")  # type: ignore[untyped-decorator]  # Pony has no type hints
     def _on_connect(_db: Database, connection: sqlite3.Connection) -> None:
         _pragmas(connection)
 
@@ -177,7 +177,7 @@ def open_database(path: str | Path) -> Database:
     db.bind(provider="sqlite", filename=str(path), create_db=True)
     db.generate_mapping(create_tables=True)
     _finish_schema(db, fresh=found is None)
-    db.path = path  # type: ignore[attr-defined]
+    db.path = path
     return db
 
 

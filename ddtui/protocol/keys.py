@@ -271,8 +271,10 @@ def load_secret(path: str | os.PathLike[str]) -> bytes:
 
 def _key(value: str | os.PathLike[str] | bytes, secret: bool) -> bytes:
     # 40-byte z85 strings are keys; anything else is a certificate path
-    if isinstance(value, bytes) and len(value) == _Z85_KEY_LEN:
-        return value
+    if isinstance(value, bytes):
+        if len(value) == _Z85_KEY_LEN:
+            return value
+        value = os.fsdecode(value)
     return load_secret(value) if secret else load_public(value)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Sequence
 
 from .wire import MalformedMessage, Message, UnknownMessageType
 
@@ -185,6 +185,9 @@ def _check(content: Mapping[str, Any], fields: tuple[tuple[str, str], ...], requ
 
 def validate(msg: Message | Mapping[str, Any]) -> MessageSpec:
     """Check type is registered, content is a dict with the right fields, enough buffers."""
+    header: Any
+    content: Any
+    buffers: Sequence[Any]
     if isinstance(msg, Message):
         header, content, buffers = msg.header, msg.content, msg.buffers
     else:
@@ -193,6 +196,7 @@ def validate(msg: Message | Mapping[str, Any]) -> MessageSpec:
     spec = _registry.get(msg_type) if isinstance(msg_type, str) else None
     if spec is None:
         raise UnknownMessageType(f"unregistered msg_type {msg_type!r}", msg_type=msg_type if isinstance(msg_type, str) else None)
+    assert isinstance(msg_type, str)  # a registered type was found for it
     if not isinstance(content, dict):
         raise MalformedMessage(f"{msg_type}: content is not a dict", msg_type=msg_type)
     _check(content, spec.required, True, msg_type)

@@ -148,11 +148,11 @@ class Message:
 
     @property
     def msg_type(self) -> str:
-        return self.header["msg_type"]
+        return str(self.header["msg_type"])
 
     @property
     def msg_id(self) -> str:
-        return self.header["msg_id"]
+        return str(self.header["msg_id"])
 
     @property
     def parent_id(self) -> str | None:
@@ -280,10 +280,10 @@ def _parts(msg: Message | Mapping[str, Any]) -> tuple[Any, Any, Any, Any, Sequen
     )
 
 
-_validate: Callable[[Message], Any] | None = None
+_validate: Callable[[Message | Mapping[str, Any]], Any] | None = None
 
 
-def _default_validator() -> Callable[[Message], Any]:
+def _default_validator() -> Callable[[Message | Mapping[str, Any]], Any]:
     # imported lazily (once): messages.py imports the error classes from this module
     global _validate
     if _validate is None:

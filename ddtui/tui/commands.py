@@ -35,7 +35,7 @@ def key_of(app: Host, binding: Binding) -> str:
 def all_commands(app: Host) -> list[Command]:
     commands: list[Command] = []
     app_keys = {spec.id: spec for spec in KEYS if spec.scope == "app"}
-    for n, (mode, title) in enumerate(SCREENS, start=1):
+    for mode, title in SCREENS:
         spec = app_keys[f"screen.{mode}"]
         fkey = app_keys[f"screen.{mode}.fkey"]
         keys = f"{key_of(app, spec.binding())} or {key_of(app, fkey.binding())}"

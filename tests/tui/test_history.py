@@ -480,7 +480,7 @@ async def test_reuse_send_to_and_copy_call_the_app(home: Path) -> None:
     ids = record(app, 2)
     rec = Recorder(app.db, app.cfg.output_dir)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await started(pilot)
+        await started(pilot)
         await pilot.press("u")
         await wait_for(pilot, lambda: any(c[0] == "open_in_generate" for c in app.calls), what="reuse")
         params = next(c[1] for c in app.calls if c[0] == "open_in_generate")

@@ -5,7 +5,6 @@ and worker states, and against real files for the settings checks and the /proc 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pony.orm import db_session
 from textual.widgets import DataTable, Input, OptionList

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pony.orm import commit, db_session, select
+from pony.orm import db_session
 
 from ddtui.db.queries import HistoryQuery, QueryError, count_history, fts_expression, search_history, tag_counts
 from ddtui.db.schema import LATEST_VERSION, SchemaError, open_database
@@ -51,7 +51,7 @@ def test_round_trip_of_every_entity(db):
                                steps=4, cfg=1.5, sampler="euler", scheduler="simple", model="stable-diffusion/a.gguf",
                                components={"taesd": "vae/t.safetensors"}, loras=[{"name": "ink", "weight": 0.8}],
                                preset=preset, duration_s=0.4, params={"prompt": "a cat", "seed": 2**40})
-        child = db.Generation(uuid="c", path="b.png", kind="upscale", parent=parent, strength=0.5)
+        db.Generation(uuid="c", path="b.png", kind="upscale", parent=parent, strength=0.5)
         db.LLMPreset(name="tagger", model="llm/t.gguf", mmproj="llm/m.gguf", system_prompts={"tagging": "x"})
         db.Style(name="ink", prompt="{prompt}, ink drawing", negative_prompt="color")
         db.PromptSnippet(label="light", content="golden hour", category="lighting")

@@ -55,7 +55,7 @@ def test_permanent_failure_is_not_retried(queue):
 
 
 def test_recover_interrupted_requeues_then_gives_up(queue):
-    job = queue.submit("generate", {}, max_attempts=2)
+    queue.submit("generate", {}, max_attempts=2)
     queue.claim(["generate"], "w")
     (rec,) = queue.recover_interrupted()  # the service died while it ran
     assert rec.state == "queued" and rec.attempts == 1 and "interrupted" in rec.error

@@ -141,10 +141,10 @@ def _split_settings(line: str) -> tuple[list[tuple[str, str]], list[str]]:
         match = _KEY_RE.match(line, pos)
         if not match:
             comma = line.find(",", pos)
-            end = n if comma < 0 else comma
-            if line[pos:end].strip():
-                flags.append(line[pos:end].strip())
-            pos = end + 1
+            flag_end = n if comma < 0 else comma
+            if line[pos:flag_end].strip():
+                flags.append(line[pos:flag_end].strip())
+            pos = flag_end + 1
             continue
         key, pos = match.group(1).strip(), match.end()
         value: str | None = None
@@ -266,7 +266,7 @@ def _parse_text(text: str) -> tuple[dict[str, Any], bool]:
     return params, bool(pairs)
 
 
-def _text_source(params: dict) -> str:
+def _text_source(params: dict[str, Any]) -> str:
     extra = params["extra"]
     version = str(extra.get("Version", ""))
     if "sdcpp" in extra or "SDCPP" in extra or version.startswith("stable-diffusion.cpp"):

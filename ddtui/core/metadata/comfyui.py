@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from .common import _add_lora, _basename, _empty_params, _set_sampler, _set_scheduler, _to_float, _to_int
 
@@ -25,18 +25,18 @@ class _Graph:
         self.nodes = {str(k): v for k, v in nodes.items() if isinstance(v, dict)}
         self.guidance: float | None = None
 
-    def node(self, node_id: Any) -> dict | None:
+    def node(self, node_id: Any) -> dict[str, Any] | None:
         return self.nodes.get(str(node_id))
 
     def is_link(self, value: Any) -> bool:
         return (isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
                 and str(value[0]) in self.nodes)
 
-    def inputs(self, node: dict | None) -> dict[str, Any]:
+    def inputs(self, node: dict[str, Any] | None) -> dict[str, Any]:
         data = node.get("inputs") if node else None
         return data if isinstance(data, dict) else {}
 
-    def class_type(self, node: dict | None) -> str:
+    def class_type(self, node: dict[str, Any] | None) -> str:
         return str(node.get("class_type", "")) if node else ""
 
     def value(self, value: Any, want: type, depth: int = 0) -> Any:
@@ -53,7 +53,7 @@ class _Graph:
             return _to_float(value) if isinstance(value, (int, float)) else None
         return _to_int(value) if isinstance(value, (int, float)) else None
 
-    def is_sampler(self, node: dict) -> bool:
+    def is_sampler(self, node: dict[str, Any]) -> bool:
         kind = self.class_type(node)
         if kind in _COMFY_SAMPLERS:
             return True
@@ -61,7 +61,7 @@ class _Graph:
         return (kind.startswith(("KSampler", "SamplerCustom")) and kind != "KSamplerSelect"
                 and any(k in inputs for k in ("positive", "guider", "latent_image")))
 
-    def upstream(self, start_ids: list[str], keys: tuple[str, ...] | None = None):
+    def upstream(self, start_ids: list[str], keys: tuple[str, ...] | None = None) -> Iterator[str]:
         """Breadth-first walk over link inputs (optionally only input names containing ``keys``)."""
         seen = set(start_ids)
         queue = list(start_ids)
@@ -91,7 +91,7 @@ class _Graph:
         samplers = [nid for nid, n in self.nodes.items() if self.is_sampler(n)]
         return sorted(samplers, key=_node_order)[0] if samplers else None
 
-    def texts(self, link: Any, depth: int = 0, seen: set | None = None) -> list[str]:
+    def texts(self, link: Any, depth: int = 0, seen: set[tuple[str, Any]] | None = None) -> list[str]:
         """Prompt texts feeding a conditioning link, through combine/guidance/controlnet nodes."""
         seen = set() if seen is None else seen
         if not self.is_link(link) or depth > _MAX_DEPTH or (str(link[0]), link[1]) in seen:
@@ -122,7 +122,7 @@ class _Graph:
                     found.append(text)
         return found
 
-    def model(self, link: Any, params: dict) -> None:
+    def model(self, link: Any, params: dict[str, Any]) -> None:
         """Follow the model chain to the loader, collecting LoRAs on the way."""
         seen: set[str] = set()
         while self.is_link(link) and str(link[0]) not in seen and len(seen) < _MAX_DEPTH:
@@ -180,7 +180,8 @@ class _Graph:
             settings["seed"] = self.value(self.inputs(self.node(inputs["noise"][0])).get("noise_seed"), int)
         if self.is_link(inputs.get("sampler")):
             settings["sampler"] = self.value(self.inputs(self.node(inputs["sampler"][0])).get("sampler_name"), str)
-        link, hops = inputs.get("sigmas"), 0
+        link: Any = inputs.get("sigmas")
+        hops = 0
         while self.is_link(link) and hops < 8:
             hops += 1
             sigma_node = self.node(link[0])
@@ -205,7 +206,7 @@ def _is_comfy_graph(doc: Any) -> bool:
         for n in doc.values())
 
 
-def _parse_comfyui(doc: dict) -> dict[str, Any]:
+def _parse_comfyui(doc: dict[str, Any]) -> dict[str, Any]:
     params = _empty_params()
     graph = _Graph(doc)
     final_id = graph.main_sampler()

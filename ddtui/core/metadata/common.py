@@ -105,7 +105,7 @@ def map_scheduler(label: str | None) -> str | None:
     return _SCHEDULER_ALIASES.get(_norm_name(label))
 
 
-def _set_sampler(params: dict, label: Any) -> None:
+def _set_sampler(params: dict[str, Any], label: Any) -> None:
     if label is None or str(label).strip() == "":
         return
     label = str(label).strip()
@@ -129,7 +129,7 @@ def _set_sampler(params: dict, label: Any) -> None:
             return
 
 
-def _set_scheduler(params: dict, label: Any) -> None:
+def _set_scheduler(params: dict[str, Any], label: Any) -> None:
     if label is None or str(label).strip() == "":
         return
     params["scheduler_label"] = str(label).strip()
@@ -220,7 +220,7 @@ def _kind_from_strength(strength: float | None) -> str:
     return "img2img" if strength is not None else "txt2img"
 
 
-def _add_lora(params: dict, name: Any, weight: Any = None, hash_: Any = None) -> None:
+def _add_lora(params: dict[str, Any], name: Any, weight: Any = None, hash_: Any = None) -> None:
     clean = _lora_name(name)
     if not clean:
         return
@@ -248,3 +248,15 @@ def _quote(value: Any) -> str:
 def _weight(value: Any) -> float:
     number = _to_float(value)
     return 1.0 if number is None else number
+
+
+def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """The JSON object under `key`, or an empty one when it is missing or of another type."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _items(doc: dict[str, Any], key: str) -> list[Any]:
+    """The JSON list under `key`, or an empty one when it is missing or of another type."""
+    value = doc.get(key)
+    return value if isinstance(value, list) else []

@@ -17,7 +17,7 @@ _TAG_MAKER_NOTE = 0x927C
 _TAG_SOFTWARE = 0x0131
 
 
-def decode_user_comment(value: bytes | str) -> str:
+def decode_user_comment(value: bytes | bytearray | str) -> str:
     """Decode an EXIF UserComment (8-byte charset prefix + payload) to text.
 
     "UNICODE\\0" payloads are UTF-16: a BOM wins, otherwise the byte order whose zero bytes sit

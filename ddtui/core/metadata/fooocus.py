@@ -25,12 +25,12 @@ def _snake(key: str) -> str:
     return re.sub(r"[\s\-]+", "_", key.strip().lower())
 
 
-def _looks_fooocus(doc: dict) -> bool:
+def _looks_fooocus(doc: dict[str, Any]) -> bool:
     keys = {_snake(str(k)) for k in doc}
     return bool(keys & _FOOOCUS_MARKERS) or "fooocus" in str(doc.get("version", "")).lower()
 
 
-def _parse_fooocus(doc: dict) -> dict[str, Any]:
+def _parse_fooocus(doc: dict[str, Any]) -> dict[str, Any]:
     params = _empty_params()
     data = {_snake(str(k)): v for k, v in doc.items()}
 

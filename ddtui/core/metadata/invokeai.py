@@ -8,10 +8,10 @@ from typing import Any
 from sd_parsers.exceptions import ParserError
 from sd_parsers.parsers import InvokeAIParser
 
-from .common import _add_lora, _empty_params, map_sampler, _set_sampler, _short_hash, _to_float, _to_int
+from .common import _add_lora, _empty_params, _object, _set_sampler, _short_hash, _to_float, _to_int, map_sampler
 
 
-def _parse_invokeai(doc: dict) -> dict[str, Any]:
+def _parse_invokeai(doc: dict[str, Any]) -> dict[str, Any]:
     params = _empty_params()
     params["prompt"] = str(doc.get("positive_prompt") or "")
     params["negative_prompt"] = str(doc.get("negative_prompt") or "")
@@ -56,10 +56,10 @@ def _parse_invokeai(doc: dict) -> dict[str, Any]:
     return params
 
 
-def _parse_invokeai_legacy(doc: dict) -> dict[str, Any]:
+def _parse_invokeai_legacy(doc: dict[str, Any]) -> dict[str, Any]:
     """InvokeAI 2.x ``sd-metadata``: {"model_weights", "model_hash", "image": {...}}."""
     params = _empty_params()
-    image = doc.get("image") if isinstance(doc.get("image"), dict) else {}
+    image = _object(doc, "image")
     prompt = image.get("prompt")
     if isinstance(prompt, list):
         prompt = " ".join(str(p.get("prompt", "")) for p in prompt if isinstance(p, dict))

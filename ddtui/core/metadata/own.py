@@ -7,8 +7,8 @@ from typing import Any
 from .common import _empty_params
 
 
-def _parse_ddtui(doc: dict) -> dict[str, Any]:
-    stored = doc.get("params") if isinstance(doc.get("params"), dict) else doc
+def _parse_ddtui(doc: dict[str, Any]) -> dict[str, Any]:
+    stored = doc["params"] if isinstance(doc.get("params"), dict) else doc
     params = _empty_params()
     params.update(stored)
     return params

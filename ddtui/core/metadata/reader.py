@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import json
 import os
 import warnings
@@ -25,7 +27,7 @@ def parse_metadata_chunks(chunks: dict[str, str]) -> ImportedMetadata:
     """Detect the writing tool from an image's text chunks and map its parameters."""
     notes: list[str] = []
 
-    def result(source: str, params: dict, raw: str, document: dict | None = None) -> ImportedMetadata:
+    def result(source: str, params: dict[str, Any], raw: str, document: dict[str, Any] | None = None) -> ImportedMetadata:
         return ImportedMetadata(source, params, raw, dict(chunks), document, notes)
 
     doc = _loads(chunks.get(DDTUI_KEY))
@@ -46,7 +48,7 @@ def parse_metadata_chunks(chunks: dict[str, str]) -> ImportedMetadata:
 
     text = chunks.get(PARAMETERS_KEY) or chunks.get("exif:UserComment") or ""
     scheme = (chunks.get("fooocus_scheme") or chunks.get("exif:MakerNote") or "").strip().lower()
-    prompt_only: dict | None = None
+    prompt_only: dict[str, Any] | None = None
     if text.strip().startswith("{"):
         doc = _loads(text.strip())
         if isinstance(doc, dict) and isinstance(doc.get("sui_image_params"), dict):

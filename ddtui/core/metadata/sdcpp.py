@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-from .common import _add_lora, _basename, map_sampler, map_scheduler, _to_float, _to_int
+from .common import _add_lora, _basename, _object, _to_float, _to_int, map_sampler, map_scheduler
 
 
-def _apply_sdcpp_json(params: dict, doc: dict) -> None:
-    sampling = doc.get("sampling") if isinstance(doc.get("sampling"), dict) else {}
+def _apply_sdcpp_json(params: dict[str, Any], doc: dict[str, Any]) -> None:
+    sampling = _object(doc, "sampling")
     if sampling.get("method"):
         params["sampler"] = map_sampler(str(sampling["method"])) or params["sampler"]
         params["sampler_label"] = params["sampler_label"] or str(sampling["method"])
@@ -16,7 +17,7 @@ def _apply_sdcpp_json(params: dict, doc: dict) -> None:
         params["scheduler_label"] = str(sampling["scheduler"])
     if _to_int(sampling.get("steps")) is not None:
         params["steps"] = _to_int(sampling["steps"])
-    guidance = sampling.get("guidance") if isinstance(sampling.get("guidance"), dict) else {}
+    guidance = _object(sampling, "guidance")
     if _to_float(guidance.get("txt_cfg")) is not None:
         params["cfg"] = _to_float(guidance["txt_cfg"])
     if _to_float(guidance.get("distilled_guidance")) is not None:
@@ -24,13 +25,13 @@ def _apply_sdcpp_json(params: dict, doc: dict) -> None:
     for key in ("seed", "width", "height"):
         if _to_int(doc.get(key)) is not None:
             params[key] = _to_int(doc[key])
-    prompt = doc.get("prompt") if isinstance(doc.get("prompt"), dict) else {}
+    prompt = _object(doc, "prompt")
     # The text line holds the prompt with <lora:...> tags (reproducible); JSON has it stripped.
     if not params["prompt"] and isinstance(prompt.get("positive"), str):
         params["prompt"] = prompt["positive"]
     if not params["negative_prompt"] and isinstance(prompt.get("negative"), str):
         params["negative_prompt"] = prompt["negative"]
-    models = doc.get("models") if isinstance(doc.get("models"), dict) else {}
+    models = _object(doc, "models")
     model = models.get("model") or models.get("diffusion_model")
     if model:
         params["model"] = _basename(model)

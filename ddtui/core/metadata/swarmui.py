@@ -8,7 +8,9 @@ from .common import (
     _add_lora,
     _basename,
     _empty_params,
+    _items,
     _kind_from_strength,
+    _object,
     _set_sampler,
     _set_scheduler,
     _short_hash,
@@ -17,9 +19,9 @@ from .common import (
 )
 
 
-def _parse_swarmui(doc: dict) -> dict[str, Any]:
+def _parse_swarmui(doc: dict[str, Any]) -> dict[str, Any]:
     params = _empty_params()
-    sp = doc.get("sui_image_params") if isinstance(doc.get("sui_image_params"), dict) else {}
+    sp = _object(doc, "sui_image_params")
     params["prompt"] = str(sp.get("prompt") or "")
     params["negative_prompt"] = str(sp.get("negativeprompt") or "")
     params["seed"] = _to_int(sp.get("seed"))
@@ -34,8 +36,8 @@ def _parse_swarmui(doc: dict) -> dict[str, Any]:
     params["clip_skip"] = -clip_layer if clip_layer is not None and clip_layer < -1 else None
     params["strength"] = _to_float(sp.get("initimagecreativity"))
     params["kind"] = _kind_from_strength(params["strength"])
-    names = sp.get("loras") if isinstance(sp.get("loras"), list) else []
-    weights = sp.get("loraweights") if isinstance(sp.get("loraweights"), list) else []
+    names = _items(sp, "loras")
+    weights = _items(sp, "loraweights")
     for index, name in enumerate(names):
         _add_lora(params, name, weights[index] if index < len(weights) else None)
     for model in doc.get("sui_models") or []:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import json
 import re
-from typing import Any, Iterator
+from typing import Any
 
 from rich.markup import escape
 from textual import on, work
