@@ -88,6 +88,7 @@ KEYS: tuple[KeySpec, ...] = (
             show=False, priority=True),
     KeySpec("generate.snippets", "alt+i", "insert_snippet", "Snippet", "generate", show=False, priority=True),
     KeySpec("generate.explore", "alt+x", "explore_last", "Explore result", "generate", priority=True),
+    KeySpec("generate.view", "alt+v", "view_results", "View results", "generate", show=False, priority=True),
     KeySpec("generate.hires", "alt+h", "toggle_hires", "Hires fix", "generate", show=False, priority=True),
     KeySpec("generate.lora_up", "alt+up", "lora_weight(0.05)", "LoRA weight +0.05", "generate",
             show=False, priority=True),
@@ -141,6 +142,8 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("explore.right", "right", "move(1, 0)", "Cell right", "explore", show=False),
     KeySpec("explore.up", "up", "move(0, -1)", "Cell up", "explore", show=False),
     KeySpec("explore.down", "down", "move(0, 1)", "Cell down", "explore", show=False),
+    KeySpec("explore.view", "v", "view_cell", "View", "explore"),
+    KeySpec("explore.compare", "V", "compare_cell", "Compare with anchor", "explore", show=False),
     # queue
     KeySpec("queue.cancel", "c", "cancel", "Cancel", "queue"),
     KeySpec("queue.cancel_now", "C", "cancel_now", "Cancel now", "queue", show=False),

@@ -184,8 +184,6 @@ async def test_q_quits_and_saves_the_form(app_on, wait):
 
 
 def test_image_protocol_detection_and_overrides(monkeypatch):
-    from textual_image.renderable import tgp
-
     from ddtui.tui.widgets.image import detect_protocol, wrap_for_tmux
 
     monkeypatch.delenv("TMUX", raising=False)
@@ -193,11 +191,9 @@ def test_image_protocol_detection_and_overrides(monkeypatch):
     assert detect_protocol("sixel").protocol == "sixel"
     assert detect_protocol("halfcell").reason == "set by config/--images"
     # Inside tmux a forced kitty protocol wraps its escape codes for passthrough.
-    monkeypatch.setattr(tgp, "_send_tgp_message", tgp._send_tgp_message)
     monkeypatch.setenv("TMUX", "/tmp/tmux-0/none,1,0")
     detection = detect_protocol("kitty")
-    assert detection.protocol == "kitty" and detection.tmux
-    assert getattr(tgp._send_tgp_message, "_ddtui_tmux", False)
+    assert detection.protocol == "kitty" and detection.tmux and detection.wrap
     assert wrap_for_tmux("\x1b_Ga=q\x1b\\") == "\x1bPtmux;\x1b\x1b_Ga=q\x1b\x1b\\\x1b\\"
 
 

@@ -474,5 +474,15 @@ class ExploreScreen(MainScreen[None]):
         for position in self.cells:
             self._draw_cell(position)
 
+    def action_view_cell(self) -> None:
+        from .viewer import open_exploration_viewer
+
+        open_exploration_viewer(self)
+
+    def action_compare_cell(self) -> None:
+        from .viewer import open_exploration_viewer
+
+        open_exploration_viewer(self, compare=True)
+
     def action_back(self) -> None:
         self.app.show_main("history")

@@ -386,6 +386,11 @@ class GenerateScreen(MainScreen[None]):
             return
         self.app.send_to("explore", last)
 
+    def action_view_results(self) -> None:
+        from .viewer import open_results_viewer
+
+        open_results_viewer(self, [r.generation_id for r in self.query(ResultThumb)])
+
     def action_toggle_hires(self) -> None:
         self.form.toggle_hires()
 

@@ -62,6 +62,11 @@ class HelpScreen(ModalScreen[None]):
             for b in bindings:
                 rows.append((title, key_of(app, b), b.description or b.action, b.id or ""))
         rows.append(("---", "", "", ""))
+        from .viewer import ViewerScreen
+
+        for b in ViewerScreen.BINDINGS:
+            rows.append(("viewer", key_of(app, b), b.description or b.action, b.id or ""))
+        rows.append(("---", "", "", ""))
         for spec in KEYS:
             if spec.scope == "errors":
                 rows.append(("error log", key_of(app, spec.binding()), spec.description, spec.id))

@@ -119,6 +119,10 @@ class HistoryScreen(MainScreen[None]):
         Binding("c", "focus_lineage", "Lineage", show=False, id="history.lineage"),
         Binding("ctrl+l", "clear_filters", "Clear filters", show=False, id="history.clear_filters"),
         Binding("escape", "back_to_grid", "Back to the images", show=False, id="history.grid"),
+        Binding("space", "view_image", "View", id="history.view_image"),
+        Binding("C", "compare_parent", "Compare with parent", show=False, id="history.compare"),
+        Binding("plus,equals_sign", "tile_size(1)", "Bigger tiles", show=False, id="history.bigger"),
+        Binding("minus", "tile_size(-1)", "Smaller tiles", show=False, id="history.smaller"),
     ]
 
     # (title, action, help): what the command palette offers; every key above has its entry.
@@ -145,6 +149,10 @@ class HistoryScreen(MainScreen[None]):
         ("History: last image", "last", "key end"),
         ("History: next page", "page_down", "key pagedown"),
         ("History: previous page", "page_up", "key pageup"),
+        ("History: view the image full screen", "view_image", "key space; zoom, pan, next/previous, compare"),
+        ("History: compare with its parent", "compare_parent", "key C; side by side, differences listed"),
+        ("History: bigger tiles", "tile_size(1)", "key +"),
+        ("History: smaller tiles", "tile_size(-1)", "key -"),
     ]
 
     def __init__(self, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
@@ -368,6 +376,19 @@ class HistoryScreen(MainScreen[None]):
 
     def action_focus_lineage(self) -> None:
         self.detail.focus_lineage()
+
+    def action_view_image(self) -> None:
+        from .viewer import open_history_viewer
+
+        open_history_viewer(self)
+
+    def action_compare_parent(self) -> None:
+        from .viewer import open_history_viewer
+
+        open_history_viewer(self, compare=True)
+
+    def action_tile_size(self, step: int) -> None:
+        self.grid.step_tile_size(step)
 
     # ------------------------------------------------------------------ live updates
 

@@ -115,13 +115,10 @@ def cell_aspect(protocol: str) -> float:
     """A terminal cell's height over its width: exactly 2 for half cells (two pixels a cell)."""
     if protocol == "halfcell":
         return 2.0
-    try:
-        from textual_image._terminal import get_cell_size
+    from ..widgets.image import cell_size
 
-        size = get_cell_size()
-        return size.height / size.width if size.width and size.height else 2.0
-    except Exception:  # noqa: BLE001 - no terminal to ask (tests, pipes): cells are about twice as tall
-        return 2.0
+    width, height = cell_size()  # as the terminal said at launch; a VT340's 10x20 when it could not be asked
+    return height / width if width and height else 2.0
 
 
 class MaskCanvas(Widget, can_focus=True):

@@ -2,8 +2,11 @@
 
 Only the lines on screen are rendered (`render_line`), from rows the `HistoryModel` has loaded; rows the
 model has counted but not fetched yet draw as placeholders, and the grid asks for them (`NeedRows`) a page
-ahead of the view. Thumbnails are read from the cache in one worker thread, visible tiles first, and drawn as
-half-cell pixels that are built in that thread too, so scrolling never decodes an image on the UI thread.
+ahead of the view. Thumbnails are read from the cache in one worker thread, visible tiles first, and prepared
+there for the terminal's protocol (ddtui/tui/graphics): kitty tiles are sent to the terminal once by image id
+and only placed again while scrolling, sixel tiles are encoded once and kept beside the thumbnail, half cells
+are built as strips. Drawing a frame only joins ready strips and positions, so scrolling never decodes or
+encodes an image on the UI thread. Tiles are `tile_size` cells (24x12 by default); `+` and `-` change it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from pathlib import Path
 from typing import Callable
 
 from PIL import Image
-from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, work
@@ -28,38 +30,30 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ...db.queries import HistoryItem
+from ..graphics.picture import Graphics, Picture, control_segment, graphics_of, prepare, sixel_cache_path, text_rows
 from ..history_model import HistoryModel
 
-IMAGE_W, IMAGE_H = 16, 8  # cells; half-cell pixels make that a 16x16 pixel square
-TILE_W, TILE_H = IMAGE_W + 2, IMAGE_H + 2  # a frame column each side; a caption line and a gap below
-TILE_CACHE = 300  # tiles of decoded pixels kept (a full 160x48 screen shows about 40)
-THUMB_BATCH_S = 0.03  # thumbnails decoded within this time are drawn together
+TILE_SIZES = ((16, 8), (20, 10), (24, 12), (32, 16), (40, 20), (48, 24), (64, 32))  # image cells: + and - step
+DEFAULT_TILE = (24, 12)
+TILE_CACHE = 300  # prepared tiles kept (a full 200x60 screen shows about 40)
+THUMB_BATCH_S = 0.03  # thumbnails prepared within this time are drawn together
 DRAWN_CACHE = 600  # drawn tiles (pixels or text, with frame and caption) kept per state
-HALF = "\u2580"  # upper half block: foreground is the top pixel, background the bottom one
 
 ThumbLoader = Callable[[HistoryItem], "Path | None"]
 
 
-def tile_strips(path: Path, width: int = IMAGE_W, rows: int = IMAGE_H,
-                background: tuple[int, int, int] = (24, 24, 24)) -> list[Strip]:
-    """Draw a thumbnail file as `rows` strips of half-cell pixels, fitted and centred in width x rows cells."""
+def prepare_tile(path: Path, cols: int, rows: int, protocol: str, cell: tuple[int, int],
+                 background: tuple[int, int, int] = (24, 24, 24)) -> Picture:
+    """A thumbnail file fitted into a tile of `cols` x `rows` cells for `protocol` (blocking: a worker thread).
+
+    A sixel tile's encoding is kept beside the thumbnail, so the next session reads it instead of encoding."""
     with Image.open(path) as im:
-        im.draft("RGB", (width, rows * 2))  # JPEG thumbnails decode at a reduced scale
-        im = im.convert("RGB")
-        im.thumbnail((width, rows * 2), Image.Resampling.BILINEAR)
-        canvas = Image.new("RGB", (width, rows * 2), background)
-        canvas.paste(im, ((width - im.width) // 2, (rows * 2 - im.height) // 2))
-    data = canvas.tobytes()
-    strips = []
-    for row in range(rows):
-        top, bottom = 2 * row * width * 3, (2 * row + 1) * width * 3
-        segments = [
-            Segment(HALF, Style(color=Color.from_rgb(*data[top + 3 * x: top + 3 * x + 3]),
-                                bgcolor=Color.from_rgb(*data[bottom + 3 * x: bottom + 3 * x + 3])))
-            for x in range(width)
-        ]
-        strips.append(Strip(Segment.simplify(segments), width))
-    return strips
+        box = (cols * cell[0], rows * cell[1]) if protocol != "halfcell" else (cols, rows * 2)
+        im.draft("RGB", box)  # JPEG thumbnails decode at a reduced scale
+        image = im.convert("RGB")
+    mtime = path.stat().st_mtime
+    cache = sixel_cache_path(path, cols, rows, cell) if protocol == "sixel" else None
+    return prepare(image, cols, rows, protocol, cell, background=background, sixel_cache=cache, source_mtime=mtime)
 
 
 def stars(rating: int) -> str:
@@ -100,6 +94,7 @@ class ThumbGrid(ScrollView, can_focus=True):
     mode: reactive[str] = reactive("grid")  # "grid" or "list"
     cursor: reactive[int] = reactive(0, always_update=True)
     show_images: reactive[bool] = reactive(True)
+    tile_size: reactive[tuple[int, int]] = reactive(DEFAULT_TILE)  # image cells of a tile (columns, rows)
 
     class Highlighted(Message):
         """The cursor is on another image (`item` is None while its row is still being fetched)."""
@@ -131,7 +126,7 @@ class ThumbGrid(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.model = model
         self.thumb_loader = thumb_loader
-        self._tiles: OrderedDict[int, list[Strip]] = OrderedDict()
+        self._tiles: OrderedDict[int, Picture] = OrderedDict()
         self._drawn: OrderedDict[tuple, list[Strip]] = OrderedDict()
         self._failed: set[int] = set()  # no thumbnail could be made: drawn as "no image", never retried
         self._inflight: set[int] = set()
@@ -141,20 +136,41 @@ class ThumbGrid(ScrollView, can_focus=True):
         self._last_highlight: tuple[int, int | None] | None = None
         self._last_want = -1
         self._background = (24, 24, 24)
+        self._placement = 0  # kitty placement id of this grid's tiles (placed directly)
+        self._placed: dict[int, tuple[int, int, int, int, int]] = {}  # generation id -> what the terminal shows
+        self._toasts = 0
         self.draw_times: list[float] | None = None  # set to a list to log when frames are drawn (benchmarks)
         self.moved_at = 0.0  # perf_counter of the last cursor move (benchmarks)
 
     # ------------------------------------------------------------------ geometry
 
     @property
+    def graphics(self) -> Graphics:
+        return graphics_of(self.app)
+
+    @property
+    def protocol(self) -> str:
+        """How tile images are drawn: the app's graphics protocol, half cells without one."""
+        proto = self.graphics.protocol
+        return proto if proto in ("kitty", "sixel") else "halfcell"
+
+    @property
+    def tile_w(self) -> int:
+        return self.tile_size[0] + 2  # a frame column each side
+
+    @property
+    def tile_h(self) -> int:
+        return self.tile_size[1] + 2  # a caption line and a gap below
+
+    @property
     def columns(self) -> int:
         if self.mode == "list":
             return 1
-        return max(1, self._content_width() // TILE_W)
+        return max(1, self._content_width() // self.tile_w)
 
     @property
     def row_height(self) -> int:
-        return 1 if self.mode == "list" else TILE_H
+        return 1 if self.mode == "list" else self.tile_h
 
     def _content_width(self) -> int:
         return max(1, self.scrollable_content_region.width or self.size.width)
@@ -176,11 +192,11 @@ class ThumbGrid(ScrollView, can_focus=True):
         if self.mode == "list":
             index = line
         else:
-            pad = (self._content_width() - self.columns * TILE_W) // 2
-            col = (x - pad) // TILE_W
+            pad = (self._content_width() - self.columns * self.tile_w) // 2
+            col = (x - pad) // self.tile_w
             if not 0 <= col < self.columns:
                 return None
-            index = (line // TILE_H) * self.columns + col
+            index = (line // self.tile_h) * self.columns + col
         return index if 0 <= index < self.model.known_rows else None
 
     def _update_virtual_size(self) -> None:
@@ -233,8 +249,16 @@ class ThumbGrid(ScrollView, can_focus=True):
         self.refresh()
 
     def forget_tile(self, generation_id: int) -> None:
-        self._tiles.pop(generation_id, None)
+        self._drop_tile(generation_id)
         self._failed.discard(generation_id)
+
+    def _drop_tile(self, generation_id: int) -> None:
+        picture = self._tiles.pop(generation_id, None)
+        placed = self._placed.pop(generation_id, None)
+        if placed is not None:
+            self.graphics.write(self.graphics.unplace(placed[0], self._placement))
+        if picture is not None:
+            self.graphics.forget(picture)
 
     @property
     def current(self) -> HistoryItem | None:
@@ -250,10 +274,36 @@ class ThumbGrid(ScrollView, can_focus=True):
 
     def watch_cursor(self, old: int, new: int) -> None:
         self.moved_at = time.perf_counter()
+        scrolled = self.scroll_y
         self._scroll_to_cursor()
-        self.refresh()
+        if self.scroll_y != scrolled or self.mode == "list":
+            self.refresh()
+        else:
+            # Only the two rows whose frames change are drawn again: a sixel row costs kilobytes to resend.
+            for index in {old, new}:
+                self.refresh(Region(0, (index // self.columns) * self.row_height - int(self.scroll_y),
+                                    self.size.width, self.row_height))
         self._post_highlight()
         self._after_view_change()
+
+    def validate_tile_size(self, value: tuple[int, int]) -> tuple[int, int]:
+        return (max(4, min(200, value[0])), max(2, min(100, value[1])))
+
+    def watch_tile_size(self, old: tuple[int, int], new: tuple[int, int]) -> None:
+        for generation_id in list(self._tiles):
+            self._drop_tile(generation_id)
+        self._failed.clear()
+        self._drawn.clear()
+        self._update_virtual_size()
+        self.call_after_refresh(self._scroll_to_cursor, True)
+        self.refresh()
+        self._after_view_change()
+
+    def step_tile_size(self, step: int) -> None:
+        """One size bigger (1) or smaller (-1) among `TILE_SIZES` (the History screen's + and - keys)."""
+        sizes = list(TILE_SIZES)
+        current = min(range(len(sizes)), key=lambda i: abs(sizes[i][0] - self.tile_size[0]))
+        self.tile_size = sizes[max(0, min(len(sizes) - 1, current + step))]
 
     def watch_mode(self, old: str, new: str) -> None:
         self._update_virtual_size()
@@ -269,6 +319,7 @@ class ThumbGrid(ScrollView, can_focus=True):
         self._after_view_change()
 
     def on_resize(self, event: events.Resize) -> None:
+        self.graphics.refresh_origin()
         self._update_virtual_size()
         self._scroll_to_cursor()
         self._after_view_change()
@@ -277,7 +328,28 @@ class ThumbGrid(ScrollView, can_focus=True):
         style = self.rich_style
         if style.bgcolor is not None:
             self._background = style.bgcolor.get_truecolor()[:3]
+        self._placement = self.graphics.new_placement_id()
+        self.app.screen_change_signal.subscribe(self, self._screen_changed, immediate=True)
         self._update_virtual_size()
+
+    def on_unmount(self) -> None:
+        self._unplace_all()
+
+    def on_hide(self, event: events.Hide) -> None:
+        self._unplace_all()
+
+    def _screen_changed(self, screen: object) -> None:
+        if not self.is_mounted:
+            return
+        if screen is not self.screen:
+            self._unplace_all()  # placed kitty images would stay over the next screen
+        self.refresh()
+
+    def _unplace_all(self) -> None:
+        if self._placed:
+            graphics = self.graphics
+            graphics.write("".join(graphics.unplace(p[0], self._placement) for p in self._placed.values()))
+            self._placed.clear()
 
     def _scroll_to_cursor(self, center: bool = False) -> None:
         height = max(1, self.scrollable_content_region.height or self.size.height)
@@ -338,33 +410,41 @@ class ThumbGrid(ScrollView, can_focus=True):
     @work(thread=True, group="thumbnails", exit_on_error=False)
     def _load_thumbnails(self) -> None:
         assert self.thumb_loader is not None
-        batch: list[tuple[int, list[Strip] | None]] = []
+        batch: list[tuple[int, Picture | None, tuple[int, int]]] = []
         sent = time.monotonic()
+        protocol, cell, size = self.protocol, self.graphics.cell, self.tile_size
         while (item := self._next_wanted()) is not None:
-            strips: list[Strip] | None = None
+            picture: Picture | None = None
             try:
                 path = self.thumb_loader(item)
                 if path is not None:
-                    strips = tile_strips(path, IMAGE_W, IMAGE_H, self._background)
+                    picture = prepare_tile(path, size[0], size[1], protocol, cell, self._background)
             except (OSError, ValueError, Image.DecompressionBombError):
-                strips = None  # unreadable or missing image: shown as "no image" once, not retried
-            batch.append((item.id, strips))
+                picture = None  # unreadable or missing image: shown as "no image" once, not retried
+            batch.append((item.id, picture, size))
             if time.monotonic() - sent > THUMB_BATCH_S:  # one redraw per batch, not per tile
                 self.app.call_from_thread(self._tiles_ready, batch)
                 batch, sent = [], time.monotonic()
+            if size != self.tile_size:
+                break  # the tile size changed: the next loader prepares the new size
         if batch:
             self.app.call_from_thread(self._tiles_ready, batch)
 
-    def _tiles_ready(self, batch: list[tuple[int, list[Strip] | None]]) -> None:
-        for generation_id, strips in batch:
+    def _tiles_ready(self, batch: list[tuple[int, Picture | None, tuple[int, int]]]) -> None:
+        graphics = self.graphics
+        for generation_id, picture, size in batch:
             self._inflight.discard(generation_id)
-            if strips is None:
+            if size != self.tile_size:
+                continue  # made for the old tile size
+            if picture is None:
                 self._failed.add(generation_id)
             else:
-                self._tiles[generation_id] = strips
+                graphics.upload(picture)  # kitty: sent once, placed again as often as it is shown
+                self._tiles[generation_id] = picture
         while len(self._tiles) > TILE_CACHE:
-            self._tiles.popitem(last=False)
+            self._drop_tile(next(iter(self._tiles)))
         self.refresh()
+        self._after_view_change()
 
     # ------------------------------------------------------------------ actions
 
@@ -408,9 +488,75 @@ class ThumbGrid(ScrollView, can_focus=True):
 
     def render_lines(self, crop: Region) -> list[Strip]:
         lines = super().render_lines(crop)
+        if self.mode == "grid" and self.show_images and self.protocol != "halfcell":
+            lines = self._draw_graphics(crop, lines)
         if self.draw_times is not None:
             self.draw_times.append(time.perf_counter())
         return lines
+
+    def _draw_graphics(self, crop: Region, lines: list[Strip]) -> list[Strip]:
+        """Sixel rows after each line's cells, kitty placements where tiles are (positions of this frame)."""
+        try:
+            active = self.screen.is_active
+        except Exception:  # noqa: BLE001 - not on a screen yet
+            active = False
+        graphics = self.graphics
+        if not active:
+            self._unplace_all()
+            return lines
+        if graphics.protocol == "kitty" and graphics.placeholders:
+            return lines  # placeholder cells are text: the terminal draws the images itself
+        region, content = self.region, self.content_region
+        width, cols = self._content_width(), self.columns
+        tile_w, tile_h, (img_cols, img_rows) = self.tile_w, self.tile_h, self.tile_size
+        pad = (width - cols * tile_w) // 2
+        scroll = int(self.scroll_y)
+        content_top = content.y - region.y
+        last_line = self.app.size.height - 1
+        sixel = graphics.protocol == "sixel"
+        wanted: dict[int, tuple[int, int, int, int, int]] = {}
+        out = list(lines)
+        for i in range(len(lines)):
+            y = crop.y + i - content_top  # line within the content
+            if not 0 <= y < content.height:
+                continue
+            screen_y = content.y + y
+            row, sub = divmod(y + scroll, tile_h)
+            controls = []
+            for col in range(cols):
+                item = self.model.get(row * cols + col)
+                picture = self._tiles.get(item.id) if item is not None else None
+                if picture is None:
+                    continue
+                top = (img_rows - picture.rows) // 2
+                pic_row = sub - top
+                if not 0 <= pic_row < picture.rows:
+                    continue
+                x = content.x + pad + col * tile_w + 1 + (img_cols - picture.cols) // 2
+                if sixel:
+                    if screen_y < last_line:  # a sixel on the terminal's last line would scroll it
+                        controls.append(graphics.sixel_at(picture, pic_row, x, screen_y))
+                elif item.id not in wanted and picture.image_id:
+                    visible = min(picture.rows - pic_row, content.height - y)
+                    wanted[item.id] = (picture.image_id, x, screen_y, pic_row, visible)
+            if controls:
+                out[i] = Strip([*lines[i], control_segment("".join(controls))], lines[i].cell_length)
+        if not sixel:
+            self._place_tiles(wanted)
+        return out
+
+    def _place_tiles(self, wanted: dict[int, tuple[int, int, int, int, int]]) -> None:
+        """Move kitty placements to where the tiles are now; delete those of tiles that left the view."""
+        graphics = self.graphics
+        commands = [graphics.unplace(old[0], self._placement)
+                    for gid, old in self._placed.items() if gid not in wanted or wanted[gid][0] != old[0]]
+        for gid, want in wanted.items():
+            if self._placed.get(gid) != want:
+                picture = self._tiles[gid]
+                commands.append(graphics.place(picture, self._placement, want[1], want[2], want[3], want[4]))
+        self._placed = wanted
+        if commands:
+            graphics.write("".join(commands))
 
     def render_line(self, y: int) -> Strip:
         width = self._content_width()
@@ -446,11 +592,11 @@ class ThumbGrid(ScrollView, can_focus=True):
         return Strip(segments).crop(0, width).adjust_cell_length(width, style)
 
     def _grid_line(self, line: int, width: int, base: Style) -> Strip:
-        row, sub = divmod(line, TILE_H)
+        row, sub = divmod(line, self.tile_h)
         cols = self.columns
-        pad = (width - cols * TILE_W) // 2
+        pad = (width - cols * self.tile_w) // 2
         parts: list[Strip] = [Strip.blank(pad, base)] if pad else []
-        blank = Strip.blank(TILE_W, base)
+        blank = Strip.blank(self.tile_w, base)
         for col in range(cols):
             index = row * cols + col
             parts.append(self._tile(index, base)[sub] if index < self.model.known_rows else blank)
@@ -461,18 +607,20 @@ class ThumbGrid(ScrollView, can_focus=True):
         self._drawn.clear()  # a theme or focus change restyles every tile
 
     def _tile(self, index: int, base: Style) -> list[Strip]:
-        """The TILE_H lines of one tile, drawn once per state (a scroll only joins cached lines)."""
+        """The tile_h lines of one tile, drawn once per state (a scroll only joins cached lines)."""
         item = self.model.get(index)
         selected = index == self.cursor
+        image: object
         if item is None:
-            key: tuple = ("loading", selected)
+            key: tuple = ("loading", selected, self.tile_size)
         else:
-            if item.id in self._tiles:
+            picture = self._tiles.get(item.id)
+            if picture is not None:
                 self._tiles.move_to_end(item.id)
-                image = "pixels"
+                image = (picture.serial, picture.image_id)
             else:
                 image = "text" if not self.show_images else "failed" if item.id in self._failed else "waiting"
-            key = (item.id, selected, item.rating, item.favorite, image)
+            key = (item.id, selected, item.rating, item.favorite, image, self.tile_size)
         strips = self._drawn.get(key)
         if strips is None:
             strips = self._draw_tile(item, selected, base)
@@ -486,30 +634,32 @@ class ThumbGrid(ScrollView, can_focus=True):
     def _draw_tile(self, item: HistoryItem | None, selected: bool, base: Style) -> list[Strip]:
         frame = base + self.get_component_rich_style("thumbgrid--cursor") if selected else base
         edge = Strip([Segment(" ", frame)], 1)
+        tile_w, image_w = self.tile_w, self.tile_size[0]
         lines = [Strip.join([edge, image, edge]) for image in self._image_lines(item, base)]
         if item is None:
-            lines.append(Strip([Segment(" " * TILE_W, frame)], TILE_W))
+            lines.append(Strip([Segment(" " * tile_w, frame)], tile_w))
         else:
-            caption = f"{stars(item.rating)} #{item.id}"[: IMAGE_W - 2]
+            caption = f"{stars(item.rating)} #{item.id}"[: image_w - 2]
             text_style = frame if selected else base + self.get_component_rich_style("thumbgrid--caption")
             heart_style = frame + self.get_component_rich_style("thumbgrid--favorite", partial=True) \
                 if item.favorite and not selected else text_style
             body = [Segment("\u2665" if item.favorite else " ", heart_style), Segment(" " + caption, text_style)]
-            lines.append(Strip([Segment(" ", frame), *body, Segment(" ", frame)]).adjust_cell_length(TILE_W, frame))
-        lines.append(Strip.blank(TILE_W, base))
+            lines.append(Strip([Segment(" ", frame), *body, Segment(" ", frame)]).adjust_cell_length(tile_w, frame))
+        lines.append(Strip.blank(tile_w, base))
         return lines
 
     def _image_lines(self, item: HistoryItem | None, base: Style) -> list[Strip]:
+        image_w, image_h = self.tile_size
         if item is not None and self.show_images and item.id in self._tiles:
-            return self._tiles[item.id]
+            return text_rows(self._tiles[item.id], image_h, image_w, base)
         placeholder = base + self.get_component_rich_style("thumbgrid--placeholder")
-        texts = [""] * IMAGE_H
+        texts = [""] * image_h
         if item is None:
-            texts[IMAGE_H // 2] = "\u2026"
+            texts[image_h // 2] = "\u2026"
         elif not self.show_images:
-            wrapped = textwrap.wrap(" ".join(item.prompt.split()), IMAGE_W - 1, max_lines=IMAGE_H - 1,
+            wrapped = textwrap.wrap(" ".join(item.prompt.split()), image_w - 1, max_lines=image_h - 1,
                                     placeholder="\u2026")
-            texts = [item.kind, *wrapped, *[""] * IMAGE_H][:IMAGE_H]
+            texts = [item.kind, *wrapped, *[""] * image_h][:image_h]
         elif item.id in self._failed:
-            texts[IMAGE_H // 2] = "no image"
-        return [Strip([Segment(f" {text}"[:IMAGE_W].ljust(IMAGE_W), placeholder)], IMAGE_W) for text in texts]
+            texts[image_h // 2] = "no image"
+        return [Strip([Segment(f" {text}"[:image_w].ljust(image_w), placeholder)], image_w) for text in texts]
