@@ -2,7 +2,8 @@
 open the app.
 
 Order matters: the terminal is asked about graphics before Textual takes it over (the answers cannot be read
-afterwards), and the service is started first so queued work never depends on the interface staying open.
+afterwards; ddtui/tui/graphics/detect.py), and the service is started first so queued work never depends on the
+interface staying open. The app draws with what was found; the help screen shows the protocol and why.
 If the service cannot start, the app opens anyway (history browsing needs only the database) and says why.
 """
 
@@ -55,7 +56,8 @@ def run_tui(args: argparse.Namespace) -> int:
     from .app import DdtuiApp
 
     try:
-        app = DdtuiApp(home, cfg, image_protocol=detection.protocol, image_note=detection.reason,
+        app = DdtuiApp(home, cfg, image_protocol=detection.protocol,
+                       image_note="; ".join([detection.reason, *detection.facts]),
                        service_note="" if running else note)
     except SchemaError as exc:
         _say(str(exc))

@@ -100,11 +100,9 @@ class Terminal:
         return term
 
     def _find_window(self) -> str:
-        out = subprocess.run([TOOLS["xdotool"], "search", "--pid", str(self.proc.pid)], env=self.x.env(),  # type: ignore[list-item]
-                             capture_output=True, text=True, timeout=10).stdout.split()
-        if not out:
-            out = subprocess.run([TOOLS["xdotool"], "search", "--class", self.kind], env=self.x.env(),  # type: ignore[list-item]
-                                 capture_output=True, text=True, timeout=10).stdout.split()
+        # The terminal's own window (by its process id: a window of an earlier terminal may still be closing).
+        out = subprocess.run([TOOLS["xdotool"], "search", "--onlyvisible", "--pid", str(self.proc.pid)],  # type: ignore[list-item]
+                             env=self.x.env(), capture_output=True, text=True, timeout=10).stdout.split()
         return out[-1] if out else ""
 
     def keys(self, *names: str) -> None:
@@ -207,13 +205,14 @@ def uniform(shot: Image.Image, box: Box, colour: tuple[int, int, int], tolerance
 
 
 def colour_box(shot: Image.Image, colour: tuple[int, int, int], tolerance: int = 12) -> Box | None:
-    """The bounding box of the pixels of one colour (a plain colour tile), if any."""
-    pixels = np.asarray(shot)
-    mask = near(pixels, np.array(colour), tolerance)
+    """The box of the largest patch of one colour (a plain colour tile), if there is one."""
+    mask = near(np.asarray(shot), np.array(colour), tolerance)
     if mask.sum() < 200:
         return None
-    ys, xs = np.nonzero(mask)
-    return Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    columns = max(_runs(mask.sum(axis=0) > 4, 4), key=lambda r: mask[:, r[0]:r[1]].sum())
+    part = mask[:, columns[0]:columns[1]]
+    rows = max(_runs(part.sum(axis=1) > 4, 4), key=lambda r: part[r[0]:r[1]].sum())
+    return Box(columns[0], rows[0], columns[1], rows[1])
 
 
 def save(shot: Image.Image, name: str) -> Path:

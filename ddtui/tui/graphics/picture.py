@@ -216,6 +216,7 @@ class Graphics:
         self._next_placement = 0
         self._uploaded: OrderedDict[int, Picture] = OrderedDict()
         self._free_ids: list[int] = []
+        self.sink: list[str] | None = None  # set to a list to keep what would be written (tests, benchmarks)
         if self.wrap:
             self.refresh_origin()
 
@@ -242,9 +243,14 @@ class Graphics:
 
     def write(self, data: str) -> None:
         """Write graphics commands to the terminal in order with Textual's frames (its driver's queue)."""
+        if not data:
+            return
+        if self.sink is not None:
+            self.sink.append(data)
+            return
         app = self._app
         driver = getattr(app, "_driver", None) if app is not None else None
-        if not data or driver is None or app is None or app.is_headless:
+        if driver is None or app is None or app.is_headless:
             return
         driver.write(data)
 
@@ -311,6 +317,14 @@ class Graphics:
         """Row `row` of a sixel picture painted at screen cell (x, y)."""
         assert picture.sixel is not None
         return self._at(x, y, picture.sixel[row])
+
+
+def overlays(widget: Any) -> list[Any]:
+    """Regions of the notifications shown over the screen: a directly placed kitty image would cover them."""
+    try:
+        return [toast.region for toast in widget.screen.query("Toast")]
+    except Exception:  # noqa: BLE001 - no screen: nothing over it
+        return []
 
 
 def kitty_or_sixel_for_tmux(sequence: str) -> str:

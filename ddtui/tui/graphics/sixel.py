@@ -27,7 +27,7 @@ def quantize(image: Image.Image, colors: int = MAX_COLORS) -> tuple[np.ndarray, 
     """Palette indices (H x W, 255 where transparent) and the palette (N x 3, 0-255) of an RGBA picture."""
     rgba = image.convert("RGBA")
     alpha = np.asarray(rgba.getchannel("A"))
-    quant = rgba.convert("RGB").quantize(colors=min(colors, MAX_COLORS), method=Image.Quantize.MEDIANCUT,
+    quant = rgba.convert("RGB").quantize(colors=min(colors, MAX_COLORS), method=Image.Quantize.FASTOCTREE,
                                          dither=Image.Dither.NONE)
     indices = np.asarray(quant, dtype=np.uint8).copy()
     indices[alpha < 128] = _TRANSPARENT

@@ -77,10 +77,9 @@ def differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str, 
     keys += sorted(k for k in set(left) | set(right) if k not in order and k not in _NOISE)
     out = []
     for key in keys:
-        a, b = left.get(key), right.get(key)
-        if a == b or (a in (None, "", [], {}) and b in (None, "", [], {})):
-            continue
-        out.append((key, _text(a), _text(b)))
+        a, b = _text(left.get(key)), _text(right.get(key))
+        if a != b:
+            out.append((key, a, b))
     return out
 
 

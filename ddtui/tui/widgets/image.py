@@ -32,8 +32,8 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..graphics.detect import CHOICES, DEFAULT_CELL, PROTOCOLS, Detection, detect, in_tmux  # noqa: F401
-from ..graphics.picture import (Graphics, Picture, control_segment, graphics_of, kitty_or_sixel_for_tmux, prepare,
-                                text_rows)
+from ..graphics.picture import (Graphics, Picture, control_segment, graphics_of, kitty_or_sixel_for_tmux, overlays,
+                                prepare, text_rows)
 
 log = logging.getLogger("ddtui.tui.image")
 
@@ -133,6 +133,7 @@ class ImageView(Widget):
         self._exact: tuple[int, int] | None = None  # fix_size: fill exactly this many cells
         self._placement = 0
         self._placed: tuple | None = None  # what the terminal shows now (kitty direct placement)
+        self._toasts = 0
         self._generation = 0
         self.largest = largest
 
@@ -348,6 +349,10 @@ class ImageView(Widget):
         graphics = self.graphics
         if not active or (picture.protocol == "kitty" and graphics.placeholders):
             return strips
+        covers = overlays(self)
+        if len(covers) != self._toasts:
+            self._toasts = len(covers)  # a notification came or went: draw the lines it cut again
+            self.call_later(self.refresh)
         region, content = self.region, self.content_region
         left, top = self._picture_origin()
         pic_x, pic_y = content.x + left, content.y + top  # screen cells
@@ -364,7 +369,8 @@ class ImageView(Widget):
                 strips[i] = Strip([*strips[i], control_segment(graphics.sixel_at(picture, row, pic_x, screen_y))],
                                   strips[i].cell_length)
         if picture.protocol == "kitty":
-            if first_visible is None:
+            box = Region(pic_x, pic_y + (first_visible or 0), picture.cols, picture.rows)
+            if first_visible is None or any(box.overlaps(cover) for cover in covers):
                 self._unplace()
             else:
                 self._place(picture, pic_x, pic_y + first_visible, first_visible,

@@ -30,7 +30,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ...db.queries import HistoryItem
-from ..graphics.picture import Graphics, Picture, control_segment, graphics_of, prepare, sixel_cache_path, text_rows
+from ..graphics.picture import (Graphics, Picture, control_segment, graphics_of, overlays, prepare, sixel_cache_path,
+                                text_rows)
 from ..history_model import HistoryModel
 
 TILE_SIZES = ((16, 8), (20, 10), (24, 12), (32, 16), (40, 20), (48, 24), (64, 32))  # image cells: + and - step
@@ -506,6 +507,11 @@ class ThumbGrid(ScrollView, can_focus=True):
             return lines
         if graphics.protocol == "kitty" and graphics.placeholders:
             return lines  # placeholder cells are text: the terminal draws the images itself
+        covers = overlays(self)
+        if len(covers) != self._toasts:
+            # A notification came or went: the lines under it were cut by Textual and lost their graphics.
+            self._toasts = len(covers)
+            self.call_later(self.refresh)
         region, content = self.region, self.content_region
         width, cols = self._content_width(), self.columns
         tile_w, tile_h, (img_cols, img_rows) = self.tile_w, self.tile_h, self.tile_size
@@ -538,7 +544,9 @@ class ThumbGrid(ScrollView, can_focus=True):
                         controls.append(graphics.sixel_at(picture, pic_row, x, screen_y))
                 elif item.id not in wanted and picture.image_id:
                     visible = min(picture.rows - pic_row, content.height - y)
-                    wanted[item.id] = (picture.image_id, x, screen_y, pic_row, visible)
+                    box = Region(x, screen_y, picture.cols, visible)
+                    if not any(box.overlaps(cover) for cover in covers):
+                        wanted[item.id] = (picture.image_id, x, screen_y, pic_row, visible)
             if controls:
                 out[i] = Strip([*lines[i], control_segment("".join(controls))], lines[i].cell_length)
         if not sixel:
