@@ -228,6 +228,11 @@ class DdtuiApp(Host):
         # A History screen made just now composes first: move its cursor once it has.
         self.call_after_refresh(getattr(screen, "go_to", lambda _id: None), generation_id)
 
+    def open_viewer(self, source: Any, index: int = 0, compare: bool = False) -> None:
+        from .screens.viewer import ViewerScreen
+
+        self.push_screen(ViewerScreen(source, index, compare=compare))
+
     def send_to(self, kind: str, generation_id: int) -> None:
         if kind not in SEND_KINDS:
             raise ValueError(f"send_to kind must be one of {', '.join(SEND_KINDS)}, got {kind!r}")

@@ -24,6 +24,8 @@ type-checked and no screen imports the app module. A smaller host (a test's, a b
 - `send_to(kind, generation_id)`: "img2img", "inpaint", "explore" or "upscale".
 - `current_prompt`: the generate screen's prompt as typed ("" before that screen exists).
 - `show_in_history(generation_id)`, `show_main(mode)`: switch screens.
+- `open_viewer(source, index, compare=False)`: the full-screen viewer over a `viewing.ViewerSource` (History's
+  filter, Generate's results, an exploration), at `index`; `compare` shows the image beside its partner.
 - `key_label(binding_id)`: the key that does an action now (remaps applied), as a person reads it.
 """
 
@@ -137,6 +139,9 @@ class Host(App[None]):
 
     def show_main(self, mode: str) -> None:
         raise self._missing("show_main")
+
+    def open_viewer(self, source: Any, index: int = 0, compare: bool = False) -> None:
+        raise self._missing("open_viewer")
 
     def key_label(self, binding_id: str) -> str:
         from .keys import BY_ID, display_key

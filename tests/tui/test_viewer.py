@@ -13,7 +13,8 @@ from textual.geometry import Region
 
 from ddtui.tui.graphics.detect import Detection
 from ddtui.tui.graphics.picture import Graphics
-from ddtui.tui.screens.viewer import ViewerScreen, crop_box, differences
+from ddtui.tui.screens.viewer import ViewerScreen
+from ddtui.tui.viewing import crop_box, differences
 from conftest import build_app, wait_for  # tests/tui/conftest.py
 from tests.e2e.graphics_home import CHECKER_SIZE, PARENT_PROMPT, PROMPT, build
 

@@ -30,6 +30,7 @@ from ...core.params import rerun_request
 from ...core.thumbnails import ensure_thumbnail, thumbnail_path
 from ..keys import bindings_for
 from ..messages import JobEvent, JobProgress
+from ..viewing import exploration_viewing
 from ..widgets.image import ImageView
 from .base import MainScreen, title_bars
 
@@ -474,15 +475,12 @@ class ExploreScreen(MainScreen[None]):
         for position in self.cells:
             self._draw_cell(position)
 
-    def action_view_cell(self) -> None:
-        from .viewer import open_exploration_viewer
-
-        open_exploration_viewer(self)
+    def action_view_cell(self, compare: bool = False) -> None:
+        if (viewing := exploration_viewing(self)) is not None:
+            self.app.open_viewer(*viewing, compare=compare)
 
     def action_compare_cell(self) -> None:
-        from .viewer import open_exploration_viewer
-
-        open_exploration_viewer(self, compare=True)
+        self.action_view_cell(compare=True)
 
     def action_back(self) -> None:
         self.app.show_main("history")

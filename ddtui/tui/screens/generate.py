@@ -32,6 +32,7 @@ from ...core.thumbnails import thumbnail_path
 from ..keys import bindings_for
 from ..messages import JobEvent, JobPreview, JobProgress, ServiceState, SettingsChanged
 from ..prompt_library import list_styles
+from ..viewing import results_viewing
 from ..widgets.generate_form import GenerateForm
 from ..widgets.image import ImageView
 from ..widgets.progress import JobProgressBar
@@ -387,9 +388,8 @@ class GenerateScreen(MainScreen[None]):
         self.app.send_to("explore", last)
 
     def action_view_results(self) -> None:
-        from .viewer import open_results_viewer
-
-        open_results_viewer(self, [r.generation_id for r in self.query(ResultThumb)])
+        if (viewing := results_viewing(self, self.results.generation_ids)) is not None:
+            self.app.open_viewer(*viewing)
 
     def action_toggle_hires(self) -> None:
         self.form.toggle_hires()

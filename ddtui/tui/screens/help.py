@@ -62,10 +62,9 @@ class HelpScreen(ModalScreen[None]):
             for b in bindings:
                 rows.append((title, key_of(app, b), b.description or b.action, b.id or ""))
         rows.append(("---", "", "", ""))
-        from .viewer import ViewerScreen
-
-        for b in ViewerScreen.BINDINGS:
-            rows.append(("viewer", key_of(app, b), b.description or b.action, b.id or ""))
+        for spec in KEYS:
+            if spec.scope == "viewer":
+                rows.append(("viewer", key_of(app, spec.binding()), spec.description, spec.id))
         rows.append(("---", "", "", ""))
         for spec in KEYS:
             if spec.scope == "errors":

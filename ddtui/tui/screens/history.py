@@ -37,6 +37,7 @@ from ...db.queries import HistoryItem, HistoryQuery, models_in_history, tag_coun
 from ..history_model import MAX_FETCH, HistoryModel
 from ..host import Host
 from ..messages import JobEvent, SettingsChanged
+from ..viewing import history_viewing
 from ..widgets.detail import DetailPanel, GenerationDetail, load_detail
 from ..widgets.filterbar import FilterBar
 from ..widgets.thumbgrid import ThumbGrid
@@ -377,15 +378,12 @@ class HistoryScreen(MainScreen[None]):
     def action_focus_lineage(self) -> None:
         self.detail.focus_lineage()
 
-    def action_view_image(self) -> None:
-        from .viewer import open_history_viewer
-
-        open_history_viewer(self)
+    def action_view_image(self, compare: bool = False) -> None:
+        if (viewing := history_viewing(self)) is not None:
+            self.app.open_viewer(*viewing, compare=compare)
 
     def action_compare_parent(self) -> None:
-        from .viewer import open_history_viewer
-
-        open_history_viewer(self, compare=True)
+        self.action_view_image(compare=True)
 
     def action_tile_size(self, step: int) -> None:
         self.grid.step_tile_size(step)

@@ -42,6 +42,11 @@ class ResultsStrip(Vertical):
         yield HorizontalScroll(id="results")
 
     @property
+    def generation_ids(self) -> list[int]:
+        """Every result's history id, oldest first."""
+        return [r.generation_id for r in self.query(ResultThumb)]
+
+    @property
     def last_generation_id(self) -> int | None:
         results = list(self.query(ResultThumb))
         return results[-1].generation_id if results else None
