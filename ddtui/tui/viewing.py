@@ -4,14 +4,13 @@ partner an image is compared with) and the sources of the screens that open the 
 (its grid's cursor follows), Generate's results and an exploration's cells. Also the parameter differences and
 the zoom geometry, which need no terminal.
 
-Records are read through the detail panel's reader (`widgets/detail.load_detail`), the one the History screen
-already uses for the image under the cursor.
+Records are read through the app's store (`ddtui.db.store.Store.generation`), in worker threads.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -92,29 +91,25 @@ def clamp_centre(zoom: float, centre: tuple[float, float]) -> tuple[float, float
 # ------------------------------------------------------------------ sources
 
 
-def detail_loader(app: Any) -> Callable[[int], ViewItem | None]:
-    """Loads one image's record for the viewer through the detail panel's reader (blocking)."""
+def record_loader(app: Any) -> Callable[[int], ViewItem | None]:
+    """Loads one image's record for the viewer from the app's store (blocking: call it in a thread)."""
     from ..core.thumbnails import thumbnail_path
-    from .widgets.detail import load_detail
 
-    output_dir = Path(app.cfg.output_dir)
     thumbnails = app.home.thumbnails
 
     def load(generation_id: int) -> ViewItem | None:
-        detail = load_detail(app.db, generation_id)
-        if detail is None:
+        record = app.store.generation(generation_id)
+        if record is None:
             return None
-        params = dict(detail.params)
+        params = dict(record.params)
         for key in ("prompt", "negative_prompt", "model", "width", "height", "seed"):
-            params.setdefault(key, getattr(detail, key))
-        stored = Path(detail.path)
-        image = stored if stored.is_absolute() else output_dir / stored
-        thumb = thumbnail_path(thumbnails, detail.uuid)
-        title = f"#{detail.id} \u00b7 {detail.kind} \u00b7 {detail.width}\u00d7{detail.height} \u00b7 " \
-                f"{' '.join(detail.prompt.split())[:80]}"
-        return ViewItem(detail.id, title, params, image if image.exists() else None,
-                        thumb if thumb.exists() else None, detail.parent.id if detail.parent else None,
-                        (detail.width, detail.height))
+            params.setdefault(key, getattr(record, key))
+        thumb = thumbnail_path(thumbnails, record.uuid)
+        prompt = " ".join(record.prompt.split())[:80]
+        title = f"#{record.id} \u00b7 {record.kind} \u00b7 {record.width}\u00d7{record.height} \u00b7 {prompt}"
+        return ViewItem(record.id, title, params, record.file if record.file.exists() else None,
+                        thumb if thumb.exists() else None, record.parent.id if record.parent else None,
+                        (record.width, record.height))
 
     return load
 
@@ -153,7 +148,6 @@ class HistorySource:
 
     history: Any  # the HistoryScreen: its `model` (rows loaded so far) and `grid` (cursor, row fetching)
     loader: Callable[[int], ViewItem | None]
-    _asked: set[int] = field(default_factory=set)
 
     def count(self) -> int:
         return self.history.model.known_rows
@@ -179,7 +173,7 @@ def history_viewing(history: Any) -> tuple[ViewerSource, int] | None:
     if history.grid.current is None:
         history.notify("No image under the cursor.", severity="warning")
         return None
-    return HistorySource(history, detail_loader(history.app)), history.grid.cursor
+    return HistorySource(history, record_loader(history.app)), history.grid.cursor
 
 
 def exploration_viewing(explore: Any) -> tuple[ViewerSource, int] | None:
@@ -200,7 +194,7 @@ def exploration_viewing(explore: Any) -> tuple[ViewerSource, int] | None:
     if not ids:
         explore.notify("No image in the grid yet.", severity="warning")
         return None
-    return ListSource(ids, detail_loader(explore.app), anchor=anchor), index
+    return ListSource(ids, record_loader(explore.app), anchor=anchor), index
 
 
 def results_viewing(screen: Any, generation_ids: list[int]) -> tuple[ViewerSource, int] | None:
@@ -208,4 +202,4 @@ def results_viewing(screen: Any, generation_ids: list[int]) -> tuple[ViewerSourc
     if not generation_ids:
         screen.notify("No result yet: generate an image first.", severity="warning")
         return None
-    return ListSource(list(generation_ids), detail_loader(screen.app)), len(generation_ids) - 1
+    return ListSource(list(generation_ids), record_loader(screen.app)), len(generation_ids) - 1
