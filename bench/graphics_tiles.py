@@ -130,7 +130,7 @@ async def run(root: Path, label: str, protocol: str, placeholders: bool, pages: 
             first = grid.visible_range()[0]
             t0 = time.perf_counter()
             grid.action_page_down()
-            await wait_until(lambda: grid.visible_range()[0] > first and drawn())
+            await wait_until(lambda first=first: grid.visible_range()[0] > first and drawn())
             frame = render_frame(app, graphics)
             times.append((time.perf_counter() - t0) * 1000)
             sizes.append(len(frame))

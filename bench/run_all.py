@@ -60,6 +60,13 @@ BENCHMARKS: list[tuple[str, list[str], list[str], list[Figure]]] = [
     ("import_rate.py", [], ["--files", "200"], [
         Figure("import 512x512 files from other tools", "import_per_s", "img/s", "", "copy_per_s"),
     ]),
+    ("graphics_tiles.py", [], ["--images", "150", "--pages", "2"], [
+        Figure("history grid: page to 40+ sixel tiles (encodings cached)", "tiles_sixel_ms", "ms", "< 150 ms"),
+        Figure("history grid: page to 40+ kitty tiles (placed directly)", "tiles_kitty_ms", "ms", "< 150 ms"),
+        Figure("history grid: page to 40+ kitty tiles (placeholders)", "tiles_placeholders_ms", "ms", "< 150 ms"),
+        Figure("history grid: page to 40+ half-cell tiles", "tiles_halfcell_ms", "ms", "< 150 ms"),
+        Figure("history grid: first sixel encoding of a screen of tiles", "tiles_sixel_first_ms", "ms"),
+    ]),
     ("tui_startup.py", [], [], [
         Figure("launch to first usable frame (100k rows)", "tui_first_frame_s", "s", "< 1 s"),
         Figure("history grid: next page (100k rows)", "history_next_page_ms", "ms", "< 100 ms"),
